@@ -1,0 +1,165 @@
+/**
+ * The test database, chosen once per test process, in order: TEST_DATABASE_URL if
+ * set; else a TimescaleDB container (@testcontainers/postgresql) where a Docker
+ * engine answers; else the embedded PostgreSQL under .data/test. Each test gets a
+ * fresh database of its own on that server.
+ */
+import postgres, { type Sql } from "postgres";
+import type { DatabaseConfig } from "../../lib/config.ts";
+import { loadConfig } from "../../lib/config.ts";
+import { connect } from "../../lib/db/connection.ts";
+import { startEmbedded } from "../../lib/db/embedded.ts";
+import { migrate } from "../../lib/db/migrations.ts";
+import { defaultMode, readServerInfo, type SchemaMode } from "../../lib/db/server_info.ts";
+
+/** The server all tests of this process use. */
+export interface TestServer {
+  /** Settings of the server's admin database. */
+  admin: DatabaseConfig;
+  /** What it is: "TEST_DATABASE_URL", "testcontainers (timescale/timescaledb)" or "embedded". */
+  kind: string;
+  /** True when TimescaleDB is available on it. */
+  timescale: boolean;
+  timescaleVersion: string | undefined;
+}
+
+const TEST_DATA_DIR = ".data/test";
+const TEST_EMBEDDED_PORT = 54339;
+let serverPromise: Promise<TestServer> | undefined;
+
+async function dockerAnswers(): Promise<boolean> {
+  if (Deno.env.get("TICKPIPE_TEST_DOCKER") === "0") return false;
+  try {
+    const out = await new Deno.Command("docker", {
+      args: ["info", "--format", "{{.ServerVersion}}"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.code === 0;
+  } catch {
+    return false;
+  }
+}
+
+async function chooseServer(): Promise<TestServer> {
+  let admin: DatabaseConfig;
+  let kind: string;
+  const url = Deno.env.get("TEST_DATABASE_URL");
+  if (url) {
+    const config = loadConfig({ DATABASE_URL: url });
+    admin = config.database!;
+    kind = "TEST_DATABASE_URL";
+  } else if (await dockerAnswers()) {
+    const { PostgreSqlContainer } = await import("@testcontainers/postgresql");
+    const container = await new PostgreSqlContainer("timescale/timescaledb:latest-pg17").start();
+    admin = {
+      host: container.getHost(),
+      port: container.getPort(),
+      user: container.getUsername(),
+      password: container.getPassword(),
+      database: container.getDatabase(),
+      tls: "disable",
+      source: "testcontainers",
+    };
+    kind = "testcontainers (timescale/timescaledb)";
+  } else {
+    const embedded = await startEmbedded(TEST_DATA_DIR, { port: TEST_EMBEDDED_PORT });
+    admin = embedded.database;
+    kind = `embedded PostgreSQL (${embedded.dataDir})`;
+  }
+  const sql = connect(admin, { max: 1 });
+  try {
+    const info = await readServerInfo(sql);
+    const server = {
+      admin,
+      kind,
+      timescale: info.timescaleVersion !== undefined,
+      timescaleVersion: info.timescaleVersion,
+    };
+    console.error(
+      `[tests] database: ${kind}; PostgreSQL ${info.postgresVersion}` +
+        (info.timescaleVersion ? `, TimescaleDB ${info.timescaleVersion}` : ", no TimescaleDB"),
+    );
+    return server;
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+/** The test server (started or found on first use). */
+export function testServer(): Promise<TestServer> {
+  serverPromise ??= chooseServer();
+  return serverPromise;
+}
+
+/** A fresh, empty database for one test. */
+export interface TestDatabase {
+  config: DatabaseConfig;
+  sql: Sql;
+  mode: SchemaMode;
+  server: TestServer;
+  /** Drops the database (closes `sql` first). */
+  drop(): Promise<void>;
+}
+
+let counter = 0;
+
+/**
+ * Creates a fresh database on the test server; with `migrate: true` (default) the
+ * schema is applied in the server's mode (or `mode`).
+ */
+export async function createTestDatabase(
+  options: { migrate?: boolean; mode?: SchemaMode; max?: number } = {},
+): Promise<TestDatabase> {
+  const server = await testServer();
+  const name = `t_${Date.now().toString(36)}_${Deno.pid}_${counter++}`;
+  const admin = postgres({
+    host: server.admin.host,
+    port: server.admin.port,
+    user: server.admin.user,
+    password: server.admin.password,
+    database: server.admin.database,
+    ssl: server.admin.tls === "disable" ? false : "require",
+    max: 1,
+    onnotice: () => {},
+  });
+  try {
+    await admin.unsafe(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+  const config: DatabaseConfig = { ...server.admin, database: name };
+  const sql = connect(config, { max: options.max ?? 4 });
+  const mode = options.mode ?? (server.timescale ? "timescaledb" : "portable");
+  if (options.migrate ?? true) {
+    const info = await readServerInfo(sql);
+    await migrate(sql, {
+      mode: options.mode ?? defaultMode(info),
+      timescaleVersion: info.timescaleVersion,
+    });
+  }
+  return {
+    config,
+    sql,
+    mode,
+    server,
+    async drop() {
+      await sql.end({ timeout: 5 });
+      const admin2 = postgres({
+        host: server.admin.host,
+        port: server.admin.port,
+        user: server.admin.user,
+        password: server.admin.password,
+        database: server.admin.database,
+        ssl: server.admin.tls === "disable" ? false : "require",
+        max: 1,
+        onnotice: () => {},
+      });
+      try {
+        await admin2.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await admin2.end({ timeout: 5 });
+      }
+    },
+  };
+}
