@@ -98,7 +98,10 @@ Deno.test("TimescaleDB migrations render the hypertable, columnstore and policy 
   assert.match(legacy, /timescaledb\.compress_orderby = 'time DESC'/);
   assert.match(legacy, /add_compression_policy\('crypto_ticks'/);
   assert.doesNotMatch(legacy, /tsdb\./);
-  assert.doesNotMatch(renderMigration(ticks, "portable"), /CREATE EXTENSION|tsdb\.|create_hypertable/i);
+  assert.doesNotMatch(
+    renderMigration(ticks, "portable"),
+    /CREATE EXTENSION|tsdb\.|create_hypertable/i,
+  );
 });
 
 Deno.test("TimescaleDB mode builds a hypertable with columnstore settings (where TimescaleDB is reachable)", async (t) => {

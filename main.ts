@@ -1,0 +1,38 @@
+/**
+ * tickpipe: one program, `tickpipe <command> [args]`, dispatching to the same
+ * `run()` each task file exports (so `deno task`, tests and a compiled binary
+ * all run the same code).
+ */
+type Task = { run(args: string[]): Promise<number> };
+
+/** Commands, their task modules (static specifiers, so `deno compile` bundles them) and a summary. */
+export const COMMANDS: Record<string, { load: () => Promise<Task>; summary: string }> = {
+  setup: { load: () => import("./tasks/setup.ts"), summary: "create or update the schema" },
+  db: {
+    load: () => import("./tasks/db.ts"),
+    summary: "embedded database: status, stop, psql command",
+  },
+};
+
+const USAGE = () =>
+  `Usage: tickpipe <command> [args]  (tickpipe <command> --help for its options)
+
+Commands:
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`).join("\n")}`;
+
+/** Runs `tickpipe <command> [args]`; exit 2 with usage for an unknown command. */
+export async function run(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  if (!command || command === "--help" || command === "-h" || command === "help") {
+    console.log(USAGE());
+    return command ? 0 : 2;
+  }
+  const entry = COMMANDS[command];
+  if (!entry) {
+    console.error(`Unknown command "${command}"\n${USAGE()}`);
+    return 2;
+  }
+  return await (await entry.load()).run(rest);
+}
+
+if (import.meta.main) Deno.exitCode = await run(Deno.args);
