@@ -83,7 +83,7 @@ async function hydrateSymlinks(native: string): Promise<void> {
       await Deno.lstat(targetPath);
     } catch {
       try {
-        await Deno.symlink(sourceName, targetPath);
+        await symlink(sourceName, targetPath);
       } catch (error) {
         throw new UserError(
           `Cannot prepare the embedded PostgreSQL binaries (${targetPath}): ${
@@ -97,9 +97,7 @@ async function hydrateSymlinks(native: string): Promise<void> {
   for await (const entry of Deno.readDir(join(native, "bin"))) {
     const path = join(native, "bin", entry.name);
     const info = await Deno.stat(path);
-    if (info.mode !== null && (info.mode & 0o555) !== 0o555) {
-      await Deno.chmod(path, info.mode | 0o555);
-    }
+    if (info.mode !== null && (info.mode & 0o555) !== 0o555) await run("chmod", ["a+rx", path]);
   }
 }
 
@@ -185,6 +183,7 @@ export async function startEmbedded(
   let binaries = await locateBinaries();
 
   let asUser: string | undefined;
+  await ensureDir(cluster);
   if (isRoot()) {
     asUser = await serviceUser(logger);
     await ensureDir(cluster);
@@ -205,7 +204,7 @@ export async function startEmbedded(
     // pg_ctl opens the log file as the service user: create it and hand it over.
     await Deno.writeTextFile(serverLog, "", { append: true });
     await run("chown", [asUser, serverLog]);
-    if (serverLog !== logFile && !(await exists(logFile))) await Deno.symlink(serverLog, logFile);
+    if (serverLog !== logFile && !(await exists(logFile))) await symlink(serverLog, logFile);
   }
   const pgCtl = join(binaries.bin, "pg_ctl");
   const env = { LD_LIBRARY_PATH: binaries.lib };
@@ -341,7 +340,7 @@ async function relocateForServiceUser(
   }
   await run("chmod", ["-R", "a+rX", runtime]);
   const runtimeLink = join(root, "pg-runtime");
-  if (!(await exists(runtimeLink))) await Deno.symlink(runtime, runtimeLink);
+  if (!(await exists(runtimeLink))) await symlink(runtime, runtimeLink);
   const clusterHome = join(home, "postgres");
   const info = await Deno.lstat(cluster);
   if (!info.isSymlink) {
@@ -357,7 +356,7 @@ async function relocateForServiceUser(
     if (moved.code !== 0) {
       throw new UserError(`Cannot move the embedded cluster to ${clusterHome}: ${moved.output}`);
     }
-    await Deno.symlink(clusterHome, cluster);
+    await symlink(clusterHome, cluster);
   }
   await run("chown", ["-R", `${user}:`, clusterHome]);
   if (!(await canUse(user, clusterHome, join(runtime, "bin", "postgres")))) {
@@ -384,6 +383,15 @@ async function ensureDatabase(database: DatabaseConfig): Promise<void> {
   } finally {
     await sql.end({ timeout: 5 });
   }
+}
+
+/**
+ * Creates a symlink with `ln`: Deno.symlink needs unscoped read and write
+ * permissions, which the tasks do not grant.
+ */
+async function symlink(target: string, path: string): Promise<void> {
+  const result = await run("ln", ["-sfn", target, path]);
+  if (result.code !== 0) throw new Error(`ln -s ${target} ${path}: ${result.output}`);
 }
 
 async function ensureDir(path: string): Promise<string> {
