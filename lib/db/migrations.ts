@@ -5,6 +5,11 @@ import ticksPortable from "../../sql/001_ticks.portable.sql" with { type: "text"
 import ticksTimescale from "../../sql/001_ticks.timescaledb.sql" with { type: "text" };
 import ticksTimescaleLegacy from "../../sql/001_ticks.timescaledb_legacy.sql" with { type: "text" };
 import ingestBatches from "../../sql/002_ingest_batches.sql" with { type: "text" };
+import candlesPortable from "../../sql/003_candles.portable.sql" with { type: "text" };
+import candlesTimescale from "../../sql/003_candles.timescaledb.sql" with { type: "text" };
+import candlesTimescaleLegacy from "../../sql/003_candles.timescaledb_legacy.sql" with {
+  type: "text",
+};
 
 /** One numbered schema change, with its SQL for each mode. */
 export interface Migration {
@@ -31,6 +36,13 @@ export const MIGRATIONS: Migration[] = [
     timescaledbLegacy: ticksTimescaleLegacy,
   },
   { version: 2, name: "ingest_batches", portable: ingestBatches, timescaledb: ingestBatches },
+  {
+    version: 3,
+    name: "candles",
+    portable: candlesPortable,
+    timescaledb: candlesTimescale,
+    timescaledbLegacy: candlesTimescaleLegacy,
+  },
 ];
 
 /** The SQL of `migration` for `mode` (and, in TimescaleDB mode, the server's version). */

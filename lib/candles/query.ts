@@ -1,0 +1,183 @@
+import type { Sql } from "postgres";
+import { UserError } from "../errors.ts";
+import type { SchemaMode } from "../db/server_info.ts";
+
+/** Candle widths, each backed by one relation (view or continuous aggregate). */
+export const CANDLE_INTERVALS = ["1m", "1h", "1d"] as const;
+/** One of `CANDLE_INTERVALS`. */
+export type CandleInterval = (typeof CANDLE_INTERVALS)[number];
+
+/** The relation holding each interval's candles, finest first (the refresh order). */
+export const CANDLE_RELATIONS: Record<CandleInterval, string> = {
+  "1m": "one_minute_candle",
+  "1h": "one_hour_candle",
+  "1d": "one_day_candle",
+};
+
+/** One OHLCV candle. `volume` and `dayVolume` are NUMERIC, kept exact as strings. */
+export interface Candle {
+  /** Start of the bucket. */
+  bucket: Date;
+  symbol: string;
+  open: number;
+  high: number;
+  low: number;
+  close: number;
+  /** Sum of the ticks' own volume; null when the source reports none (forex). */
+  volume: string | null;
+  /** Volume-weighted average price; null without volume. */
+  vwap: number | null;
+  /** Number of ticks in the bucket. */
+  ticks: number;
+  /** The running day volume of the bucket's last tick. */
+  dayVolume: string | null;
+}
+
+/** Which candles to read: `bucket >= from AND bucket < to`. */
+export interface CandleQuery {
+  symbol: string;
+  interval: CandleInterval;
+  from: Date;
+  to: Date;
+  /**
+   * Daily candles only: bucket days in this IANA time zone (e.g. an exchange's), built
+   * from the hourly candles. Exact for zones whose offset is a whole number of hours.
+   */
+  timeZone?: string | undefined;
+}
+
+interface CandleRow {
+  bucket: Date;
+  symbol: string;
+  open: number;
+  high: number;
+  low: number;
+  close: number;
+  volume: string | null;
+  vwap: number | null;
+  ticks: number;
+  day_volume: string | null;
+}
+
+const toCandle = (row: CandleRow): Candle => ({
+  bucket: row.bucket,
+  symbol: row.symbol,
+  open: row.open,
+  high: row.high,
+  low: row.low,
+  close: row.close,
+  volume: row.volume,
+  vwap: row.vwap,
+  ticks: row.ticks,
+  dayVolume: row.day_volume,
+});
+
+/** True for `UTC` and its aliases, where the stored daily candles already apply. */
+export function isUtc(timeZone: string | undefined): boolean {
+  return timeZone === undefined || /^(utc|etc\/utc|gmt|etc\/gmt|z|zulu|universal)$/i.test(timeZone);
+}
+
+/**
+ * Reads candles from the candle relations (never the raw ticks): the view in portable
+ * mode, the real-time continuous aggregate in TimescaleDB mode. Ordered by bucket.
+ */
+export async function fetchCandles(sql: Sql, query: CandleQuery): Promise<Candle[]> {
+  if (query.from.getTime() >= query.to.getTime()) {
+    throw new RangeError("Cannot read candles: the start of the range must be before its end");
+  }
+  try {
+    if (query.timeZone !== undefined && !isUtc(query.timeZone)) {
+      if (query.interval !== "1d") {
+        throw new RangeError("Cannot read candles: a time zone applies to daily candles only");
+      }
+      return (await zonedDailyCandles(sql, query, query.timeZone)).map(toCandle);
+    }
+    const rows = await sql<CandleRow[]>`
+      SELECT bucket, symbol, open, high, low, close, volume, vwap, ticks, day_volume
+      FROM ${sql(CANDLE_RELATIONS[query.interval])}
+      WHERE symbol = ${query.symbol}
+        AND bucket >= ${query.from}::timestamptz AND bucket < ${query.to}::timestamptz
+      ORDER BY bucket`;
+    return rows.map(toCandle);
+  } catch (error) {
+    throw explain(error);
+  }
+}
+
+/**
+ * Daily candles in `timeZone`, re-aggregated from the hourly ones exactly as the
+ * aggregates do it (open = first open, close = last close, sums for volume, pv, ticks).
+ * The hourly rows are read with a two-day margin (DST days have 23 or 25 hours), and the
+ * days then filtered to the range.
+ */
+function zonedDailyCandles(sql: Sql, query: CandleQuery, timeZone: string) {
+  return sql<CandleRow[]>`
+    SELECT * FROM (
+      SELECT
+        date_trunc('day', bucket, ${timeZone}) AS bucket,
+        symbol,
+        (array_agg(open ORDER BY bucket))[1] AS open,
+        max(high) AS high,
+        min(low) AS low,
+        (array_agg(close ORDER BY bucket))[count(*)] AS close,
+        sum(volume) AS volume,
+        sum(pv) / NULLIF(sum(volume), 0) AS vwap,
+        sum(ticks)::integer AS ticks,
+        (array_agg(day_volume ORDER BY bucket))[count(*)] AS day_volume
+      FROM one_hour_candle
+      WHERE symbol = ${query.symbol}
+        AND bucket >= ${query.from}::timestamptz - INTERVAL '2 days'
+        AND bucket < ${query.to}::timestamptz + INTERVAL '2 days'
+      GROUP BY 1, symbol
+    ) AS day
+    WHERE bucket >= ${query.from}::timestamptz AND bucket < ${query.to}::timestamptz
+    ORDER BY bucket`;
+}
+
+/**
+ * True when `symbol` is listed in crypto_assets or has candles. In TimescaleDB mode this
+ * reads the daily aggregate (materialized rows plus the real-time tail), not the ticks.
+ */
+export async function isKnownSymbol(sql: Sql, symbol: string, mode: SchemaMode): Promise<boolean> {
+  try {
+    const [row] = mode === "timescaledb"
+      ? await sql<{ known: boolean }[]>`
+        SELECT EXISTS (SELECT 1 FROM crypto_assets WHERE symbol = ${symbol})
+          OR EXISTS (SELECT 1 FROM one_day_candle WHERE symbol = ${symbol}) AS known`
+      : await sql<{ known: boolean }[]>`
+        SELECT EXISTS (SELECT 1 FROM crypto_assets WHERE symbol = ${symbol})
+          OR EXISTS (SELECT 1 FROM crypto_ticks WHERE symbol = ${symbol}) AS known`;
+    return row?.known ?? false;
+  } catch (error) {
+    throw explain(error);
+  }
+}
+
+/**
+ * The mode the schema was built in (from `tickpipe_migrations`). Throws a `UserError`
+ * when the candle migration has not been applied.
+ */
+export async function readCandleMode(sql: Sql): Promise<SchemaMode> {
+  try {
+    const [row] = await sql<{ mode: SchemaMode; candles: boolean }[]>`
+      SELECT mode, EXISTS (SELECT 1 FROM tickpipe_migrations WHERE name = 'candles') AS candles
+      FROM tickpipe_migrations ORDER BY version LIMIT 1`;
+    if (row?.candles) return row.mode;
+  } catch (error) {
+    if ((error as { code?: string }).code !== "42P01") throw error;
+  }
+  throw new UserError(
+    "Cannot read candles: this database has no candle schema yet (run `deno task setup`)",
+  );
+}
+
+function explain(error: unknown): unknown {
+  const e = error as { code?: string; message?: string };
+  if (e?.code === "42P01") {
+    return new UserError(
+      "Cannot read candles: this database has no candle schema yet (run `deno task setup`)",
+      { cause: error },
+    );
+  }
+  return error;
+}

@@ -1,0 +1,79 @@
+import { z } from "zod";
+import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
+import { UsageError } from "../lib/errors.ts";
+import { openDatabase } from "../lib/db/connection.ts";
+import { parseInstant, readCandleMode, refreshCandles } from "../lib/candles/mod.ts";
+
+const USAGE = `Usage: tickpipe refresh [--from TIME] [--to TIME]
+
+Refreshes the candle aggregates (TimescaleDB mode) over a window, 1m then 1h then 1d, e.g.
+after a backfill of old ticks; the refresh policies keep recent windows current on their own.
+TIME is an ISO date or date-time (UTC unless it has an offset); without --from the window
+starts at the oldest data, without --to it runs to the newest. In portable mode the candles
+are views, always current, and there is nothing to refresh.`;
+
+const WindowSchema = z.object({ from: z.string().optional(), to: z.string().optional() })
+  .transform((o, ctx) => {
+    const instant = (flag: string, text: string | undefined) => {
+      if (text === undefined) return undefined;
+      const date = parseInstant(text);
+      if (!date) {
+        ctx.addIssue({
+          code: "custom",
+          message: `${flag} must be an ISO date or date-time like 2026-03-01 or 2026-03-01T14:30Z`,
+        });
+      }
+      return date;
+    };
+    const from = instant("--from", o.from);
+    const to = instant("--to", o.to);
+    if (from && to && from.getTime() >= to.getTime()) {
+      ctx.addIssue({ code: "custom", message: "--from must be before --to" });
+    }
+    return { from, to };
+  });
+
+/** `tickpipe refresh`: refreshes the continuous aggregates over a window, finest first. */
+export function run(args: string[]): Promise<number> {
+  return runMain(async () => {
+    const { values, positionals } = parseFlags(args, {
+      from: { type: "string" },
+      to: { type: "string" },
+    }, USAGE);
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    if (positionals.length > 0) {
+      throw new UsageError(`Unexpected argument "${positionals[0]}"\n${USAGE}`);
+    }
+    const parsed = WindowSchema.safeParse(values);
+    if (!parsed.success) {
+      throw new UsageError(`${parsed.error.issues[0]?.message ?? "Invalid arguments"}\n${USAGE}`);
+    }
+    const config = configFromFlags(values);
+    const logger = loggerFor(config);
+    const db = await openDatabase(config, { logger, max: 1 });
+    try {
+      const mode = await readCandleMode(db.sql);
+      if (mode === "portable") {
+        console.log(
+          "Nothing to refresh: in portable mode the candles are views over the ticks, always current",
+        );
+        return 0;
+      }
+      const window = parsed.data;
+      const refreshed = await refreshCandles(db.sql, window, { logger });
+      console.log(
+        `Refreshed ${refreshed.join(", ")} from ${window.from?.toISOString() ?? "the start"} to ${
+          window.to?.toISOString() ?? "the end"
+        }`,
+      );
+      return 0;
+    } finally {
+      await db.close();
+    }
+  });
+}
+
+if (import.meta.main) Deno.exitCode = await run(Deno.args);
