@@ -10,7 +10,15 @@ export const COMMANDS: Record<string, { load: () => Promise<Task>; summary: stri
   setup: { load: () => import("./tasks/setup.ts"), summary: "create or update the schema" },
   db: {
     load: () => import("./tasks/db.ts"),
-    summary: "embedded database: status, stop, psql command",
+    summary: "embedded database: start, stop, psql command",
+  },
+  candles: {
+    load: () => import("./tasks/candles.ts"),
+    summary: "print OHLCV candles, e.g. candles BTC/USD 14",
+  },
+  refresh: {
+    load: () => import("./tasks/refresh.ts"),
+    summary: "refresh the candle aggregates over a window",
   },
 };
 

@@ -53,6 +53,11 @@ export function run(args: string[]): Promise<number> {
           }`,
         );
       }
+      if (db.embedded) {
+        console.log(
+          `Embedded PostgreSQL in ${db.embedded.dataDir}; connect with: ${db.embedded.psql}`,
+        );
+      }
       return 0;
     } finally {
       await db.close();

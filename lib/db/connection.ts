@@ -103,7 +103,9 @@ export async function openDatabase(
   if (!database) {
     embedded = await startEmbedded(config.dataDir, { port: config.embeddedPort, logger });
     database = embedded.database;
-    logger.info(
+    // Said once when the server starts; a reused server is only mentioned at debug level.
+    (embedded.started ? logger.info : logger.debug).call(
+      logger,
       `Using the embedded PostgreSQL in ${embedded.dataDir} (no DATABASE_URL set); connect with: ${embedded.psql}`,
     );
   }
