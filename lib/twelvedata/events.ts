@@ -28,17 +28,19 @@ const PriceSchema = z.object({
   type: optionalString,
 });
 
+const SymbolObjectSchema = z.looseObject({
+  symbol: z.string(),
+  exchange: optionalString,
+  mic_code: optionalString,
+  country: optionalString,
+  type: optionalString,
+  message: optionalString,
+});
+
 /** A symbol as echoed in `subscribe-status` (`mic_code` there is unreliable: key nothing on it). */
 const SymbolItemSchema = z.union([
-  z.string().transform((symbol) => ({ symbol })),
-  z.looseObject({
-    symbol: z.string(),
-    exchange: optionalString,
-    mic_code: optionalString,
-    country: optionalString,
-    type: optionalString,
-    message: optionalString,
-  }),
+  z.string().transform((symbol): z.output<typeof SymbolObjectSchema> => ({ symbol })),
+  SymbolObjectSchema,
 ]);
 
 const SymbolListSchema = z.array(SymbolItemSchema).nullish().transform((list) => list ?? []);

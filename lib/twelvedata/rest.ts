@@ -249,8 +249,10 @@ export class TwelveDataRest {
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw new TwelveDataError(
-        `${what} returned an unexpected body: ${issue?.path.join(".") || "body"}: ${issue?.message}`,
-        { code: 0, httpStatus: response.status },
+        `${what} returned an unexpected body: ${
+          issue?.path.join(".") || "body"
+        }: ${issue?.message}`,
+        { code: response.status, httpStatus: response.status },
       );
     }
     return parsed.data;

@@ -1,0 +1,4 @@
+/** The Twelve Data simulator: WebSocket ticks, REST bars and fault injection. */
+export * from "./catalog.ts";
+export * from "./market.ts";
+export * from "./server.ts";

@@ -1,0 +1,6 @@
+/** Twelve Data: the real-time WebSocket client, its events and the REST client. */
+export * from "./client.ts";
+export * from "./errors.ts";
+export * from "./events.ts";
+export * from "./rest.ts";
+export * from "./symbols.ts";

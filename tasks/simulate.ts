@@ -1,0 +1,139 @@
+import { parseFlags, runMain } from "../lib/cli.ts";
+import { UsageError } from "../lib/errors.ts";
+import { type LogFormat, Logger, type LogLevel } from "../lib/log.ts";
+import { type SimulatorOptions, startSimulator } from "../lib/simulator/mod.ts";
+
+const USAGE = `Usage: deno task simulate [--port 8765] [--api-key demo] [--rate 20|max] [--seed 1]
+                         [--symbols BTC/USD,AAPL,...|N] [--drop-every SEC] [--stall-every SEC]
+                         [--stall-ms MS] [--malformed-every SEC] [--malformed-count N]
+                         [--null-arrays] [--graded-status] [--messages-variant] [--refuse-key]
+                         [--rest-limit N] [--log-level LEVEL] [--log-format text|json]
+
+Serves a Twelve Data look-alike on 127.0.0.1: the WebSocket at /v1/quotes/price, REST
+(/time_series, /quote, /cryptocurrencies, /api_usage), GET /stats, and faults by flag or
+by POST /control/drop, /control/stall?ms=5000, /control/malformed?count=10,
+/control/edge?count=4, /control/refuse-key?on=1, /control/rate?value=max.
+--symbols adds symbols to the built-in catalog; a number N adds SYM001/USD..SYMnnn/USD.`;
+
+function number(
+  name: string,
+  text: string | undefined,
+  min: number,
+  max = Infinity,
+): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!(Number.isFinite(value) && value >= min && value <= max)) {
+    throw new UsageError(
+      `--${name} must be a number from ${min}${max === Infinity ? "" : ` to ${max}`}\n${USAGE}`,
+    );
+  }
+  return value;
+}
+
+/** `simulate`: runs the Twelve Data simulator until Ctrl-C. */
+export function run(args: string[]): Promise<number> {
+  return runMain(async () => {
+    const { values, positionals } = parseFlags(args, {
+      port: { type: "string" },
+      "api-key": { type: "string" },
+      rate: { type: "string" },
+      seed: { type: "string" },
+      symbols: { type: "string" },
+      "drop-every": { type: "string" },
+      "stall-every": { type: "string" },
+      "stall-ms": { type: "string" },
+      "malformed-every": { type: "string" },
+      "malformed-count": { type: "string" },
+      "null-arrays": { type: "boolean" },
+      "graded-status": { type: "boolean" },
+      "messages-variant": { type: "boolean" },
+      "refuse-key": { type: "boolean" },
+      "rest-limit": { type: "string" },
+    }, USAGE);
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    if (positionals.length > 0) {
+      throw new UsageError(`Unexpected argument "${positionals[0]}"\n${USAGE}`);
+    }
+    const level = values["log-level"] ?? "info";
+    const format = values["log-format"] ?? "text";
+    if (!["debug", "info", "warn", "error"].includes(level)) {
+      throw new UsageError(`--log-level must be debug, info, warn or error\n${USAGE}`);
+    }
+    if (format !== "text" && format !== "json") {
+      throw new UsageError(`--log-format must be text or json\n${USAGE}`);
+    }
+    const logger = new Logger({ level: level as LogLevel, format: format as LogFormat });
+    const rate = values.rate === "max" ? "max" : number("rate", values.rate ?? "20", 0.001);
+    const options: SimulatorOptions = {
+      port: number("port", values.port ?? "8765", 0, 65535),
+      apiKey: values["api-key"] ?? "demo",
+      rate: rate ?? 20,
+      seed: number("seed", values.seed ?? "1", 0),
+      subscribeStatus: {
+        nullArrays: values["null-arrays"] ?? false,
+        graded: values["graded-status"] ?? false,
+        messagesVariant: values["messages-variant"] ?? false,
+      },
+      refuseKey: values["refuse-key"] ?? false,
+      logger,
+    };
+    const restLimit = number("rest-limit", values["rest-limit"], 1);
+    if (restLimit !== undefined) options.restLimitPerMinute = restLimit;
+    if (values.symbols !== undefined) {
+      if (/^\d+$/.test(values.symbols)) options.generatedSymbols = Number(values.symbols);
+      else options.symbols = values.symbols.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    }
+    const dropEvery = number("drop-every", values["drop-every"], 0.1);
+    const stallEvery = number("stall-every", values["stall-every"], 0.1);
+    const stallMs = number("stall-ms", values["stall-ms"], 0) ?? 15_000;
+    const malformedEvery = number("malformed-every", values["malformed-every"], 0.1);
+    const malformedCount = number("malformed-count", values["malformed-count"], 1) ?? 5;
+
+    let sim;
+    try {
+      sim = await startSimulator(options);
+    } catch (error) {
+      if (error instanceof Deno.errors.AddrInUse) {
+        throw new UsageError(
+          `Cannot listen on port ${options.port}: already in use (try --port 0)`,
+        );
+      }
+      throw error;
+    }
+    logger.info("Simulator listening", { ws: sim.wsUrl, api: sim.apiUrl, rate: options.rate });
+    const timers: ReturnType<typeof setInterval>[] = [];
+    if (dropEvery) timers.push(setInterval(() => void sim.drop(), dropEvery * 1000));
+    if (stallEvery) timers.push(setInterval(() => sim.stall(stallMs), stallEvery * 1000));
+    if (malformedEvery) {
+      timers.push(setInterval(() => sim.malformed(malformedCount), malformedEvery * 1000));
+    }
+    let previous = 0;
+    timers.push(setInterval(() => {
+      const stats = sim.stats();
+      logger.info("Simulator stats", {
+        connections: stats.connections,
+        price_events_sent: stats.price_events_sent,
+        per_second: Math.round((stats.price_events_sent - previous) / 10),
+        malformed_sent: stats.malformed_sent,
+      });
+      previous = stats.price_events_sent;
+    }, 10_000));
+
+    let stop!: () => void;
+    const stopped = new Promise<void>((resolve) => stop = resolve);
+    const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+    for (const signal of signals) Deno.addSignalListener(signal, stop);
+    await stopped;
+    for (const signal of signals) Deno.removeSignalListener(signal, stop);
+    for (const timer of timers) clearInterval(timer);
+    await sim.close();
+    logger.info("Simulator stopped", { price_events_sent: sim.stats().price_events_sent });
+    return 0;
+  });
+}
+
+if (import.meta.main) Deno.exitCode = await run(Deno.args);

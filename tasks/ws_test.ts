@@ -1,0 +1,163 @@
+import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
+import { UsageError } from "../lib/errors.ts";
+import {
+  clientOptionsFromConfig,
+  type ClientStats,
+  TwelveDataClient,
+  type TwelveDataEvent,
+} from "../lib/twelvedata/mod.ts";
+
+const USAGE =
+  `Usage: deno task ws-test [--symbols BTC/USD,ETH/USD,ETH/BTC,AAPL] [--duration SECONDS]
+                         [--log-level debug|info|warn|error] [--log-format text|json]
+
+Connects to Twelve Data's real-time WebSocket, subscribes and prints every event on
+stdout, one line each, with a line of counts every 10 s. Ctrl-C closes cleanly.
+Reads TWELVEDATA_API_KEY, TWELVEDATA_WS_URL, TWELVEDATA_API_URL and TWELVEDATA_AUTH
+(environment or .env). Against the simulator:
+  TWELVEDATA_WS_URL=ws://127.0.0.1:8765/v1/quotes/price TWELVEDATA_API_URL=http://127.0.0.1:8765 \\
+  TWELVEDATA_API_KEY=demo deno task ws-test`;
+
+const DEFAULT_SYMBOLS = "BTC/USD,ETH/USD,ETH/BTC,AAPL";
+const encoder = new TextEncoder();
+
+/** Buffers stdout lines and writes them in chunks: printing must not slow the socket. */
+class LineWriter {
+  #lines: string[] = [];
+  #timer: ReturnType<typeof setInterval> = setInterval(() => this.flush(), 100);
+  #broken = false;
+
+  push(line: string): void {
+    if (!this.#broken) this.#lines.push(line);
+    if (this.#lines.length >= 1000) this.flush();
+  }
+
+  flush(): void {
+    if (this.#lines.length === 0 || this.#broken) return;
+    const text = this.#lines.join("\n") + "\n";
+    this.#lines = [];
+    try {
+      const bytes = encoder.encode(text);
+      let written = 0;
+      while (written < bytes.length) written += Deno.stdout.writeSync(bytes.subarray(written));
+    } catch {
+      this.#broken = true; // stdout closed (e.g. piped into head): keep running quietly
+    }
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+    this.flush();
+  }
+}
+
+function formatEvent(event: TwelveDataEvent): string {
+  switch (event.event) {
+    case "price": {
+      let line = `${new Date(event.timeMs).toISOString().slice(0, 19)}Z  price  ${
+        event.symbol.padEnd(9)
+      } ${event.price}`;
+      if (event.bid !== undefined) line += `  bid ${event.bid}`;
+      if (event.ask !== undefined) line += `  ask ${event.ask}`;
+      if (event.day_volume !== undefined) line += `  day_volume ${event.day_volume}`;
+      const currency = event.currency ??
+        (event.currency_base ? `${event.currency_base}/${event.currency_quote}` : undefined);
+      if (currency) line += `  (${currency})`;
+      return line;
+    }
+    case "subscribe-status": {
+      const ok = event.success.map((item) => item.symbol).join(", ") || "-";
+      const failed = event.fails
+        .map((item) => item.message ? `${item.symbol} (${item.message})` : item.symbol)
+        .join(", ");
+      let line = `subscribe-status ${event.status}  success: ${ok}`;
+      if (failed) line += `  fails: ${failed}`;
+      if (event.messages.length > 0) line += `  messages: ${event.messages.join("; ")}`;
+      return line;
+    }
+    case "heartbeat":
+      return `heartbeat ${event.status ?? ""}`.trimEnd();
+    case "unknown":
+      return `unknown event ${JSON.stringify(event.name)}: ${JSON.stringify(event.payload)}`;
+    default:
+      return `${event.event} ${JSON.stringify(event)}`;
+  }
+}
+
+function formatCounts(stats: ClientStats, previousTicks: number, seconds: number): string {
+  const rate = seconds > 0 ? Math.round((stats.ticks - previousTicks) / seconds) : 0;
+  const refused = Object.keys(stats.refused);
+  return `counts  connected=${
+    stats.connected ? "yes" : "no"
+  } frames=${stats.frames} ticks=${stats.ticks} (${rate}/s) malformed=${stats.malformed} unknown=${stats.unknown} reconnects=${stats.reconnects}` +
+    (refused.length > 0 ? ` refused=${refused.join(",")}` : "");
+}
+
+/** `ws-test`: prints the live event stream until Ctrl-C (or `--duration`). */
+export function run(args: string[]): Promise<number> {
+  return runMain(async () => {
+    const { values, positionals } = parseFlags(args, {
+      symbols: { type: "string" },
+      duration: { type: "string" },
+    }, USAGE);
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    if (positionals.length > 0) {
+      throw new UsageError(`Unexpected argument "${positionals[0]}"\n${USAGE}`);
+    }
+    const symbols = values.symbols ?? DEFAULT_SYMBOLS;
+    if (symbols.split(",").some((s) => s.trim() === "")) {
+      throw new UsageError(
+        `--symbols must be a comma-separated list like ${DEFAULT_SYMBOLS}\n${USAGE}`,
+      );
+    }
+    let durationMs: number | undefined;
+    if (values.duration !== undefined) {
+      const seconds = Number(values.duration);
+      if (!(seconds > 0)) {
+        throw new UsageError(`--duration must be a number of seconds > 0\n${USAGE}`);
+      }
+      durationMs = seconds * 1000;
+    }
+    const config = configFromFlags(values);
+    const logger = loggerFor(config);
+    const out = new LineWriter();
+    const client = new TwelveDataClient({
+      ...clientOptionsFromConfig(config.twelveData),
+      logger,
+      onEvent: (event) => out.push(formatEvent(event)),
+    });
+
+    let stop!: () => void;
+    const stopped = new Promise<void>((resolve) => stop = resolve);
+    const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+    for (const signal of signals) Deno.addSignalListener(signal, stop);
+    const durationTimer = durationMs === undefined ? undefined : setTimeout(stop, durationMs);
+    let previousTicks = 0;
+    let previousAt = Date.now();
+    const countsTimer = setInterval(() => {
+      const now = Date.now();
+      const stats = client.stats();
+      out.push(formatCounts(stats, previousTicks, (now - previousAt) / 1000));
+      previousTicks = stats.ticks;
+      previousAt = now;
+    }, 10_000);
+    try {
+      client.subscribe(symbols);
+      client.start().catch(() => {}); // a fatal error surfaces through `closed`
+      await Promise.race([stopped, client.closed]);
+    } finally {
+      for (const signal of signals) Deno.removeSignalListener(signal, stop);
+      clearTimeout(durationTimer);
+      clearInterval(countsTimer);
+      await client.close();
+      out.push(formatCounts(client.stats(), previousTicks, (Date.now() - previousAt) / 1000));
+      out.close();
+    }
+    return 0;
+  });
+}
+
+if (import.meta.main) Deno.exitCode = await run(Deno.args);

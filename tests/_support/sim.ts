@@ -1,0 +1,68 @@
+import { Logger } from "../../lib/log.ts";
+import {
+  type SimulatorHandle,
+  type SimulatorOptions,
+  startSimulator,
+} from "../../lib/simulator/mod.ts";
+import type { ClientOptions } from "../../lib/twelvedata/mod.ts";
+
+/** The key the test simulators accept: long enough to be registered as a secret. */
+export const TEST_KEY = "td-test-key-5f3a9c27";
+
+/** Starts a simulator on a random port with `TEST_KEY`, runs `fn`, and always closes it. */
+export async function withSimulator(
+  options: SimulatorOptions,
+  fn: (sim: SimulatorHandle) => Promise<void>,
+): Promise<void> {
+  const sim = await startSimulator({ apiKey: TEST_KEY, ...options });
+  try {
+    await fn(sim);
+  } finally {
+    await sim.close();
+  }
+}
+
+/** Client options for tests: the simulator's URLs and short timings. */
+export function testClientOptions(
+  sim: SimulatorHandle,
+  overrides: Partial<ClientOptions> = {},
+): ClientOptions {
+  return {
+    apiKey: TEST_KEY,
+    wsUrl: sim.wsUrl,
+    apiUrl: sim.apiUrl,
+    heartbeatMs: 200,
+    watchdogMs: 1_000,
+    backoffBaseMs: 100,
+    backoffCapMs: 1_000,
+    connectTimeoutMs: 2_000,
+    closeTimeoutMs: 1_000,
+    ...overrides,
+  };
+}
+
+/** A debug-level logger whose lines are collected in `lines`. */
+export function captureLogger(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  return { logger: new Logger({ level: "debug", sink: (line) => lines.push(line) }), lines };
+}
+
+/** Polls `condition` every 10 ms; throws after `timeoutMs` naming `what`. */
+export async function waitFor(
+  condition: () => boolean,
+  what: string,
+  timeoutMs = 5_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await sleep(10);
+  }
+}
+
+/** Resolves after `ms`. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

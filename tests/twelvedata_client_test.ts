@@ -1,0 +1,522 @@
+import assert from "node:assert/strict";
+import {
+  AuthError,
+  parseFrame,
+  type PriceEvent,
+  type SubscribeStatusEvent,
+  TwelveDataClient,
+  TwelveDataError,
+  type TwelveDataEvent,
+  TwelveDataRest,
+} from "../lib/twelvedata/mod.ts";
+import { run as wsTest } from "../tasks/ws_test.ts";
+import {
+  captureLogger,
+  sleep,
+  TEST_KEY,
+  testClientOptions,
+  waitFor,
+  withSimulator,
+} from "./_support/sim.ts";
+
+function prices(events: TwelveDataEvent[], symbol: string): PriceEvent[] {
+  return events.filter((e): e is PriceEvent => e.event === "price" && e.symbol === symbol);
+}
+
+Deno.test("parseFrame accepts every documented variant and rejects bad ticks", () => {
+  const now = Date.UTC(2024, 4, 13, 12);
+  const seconds = parseFrame(
+    '{"event":"price","symbol":"BTC/USD","timestamp":1715601600,"price":30361.2,"bid":1,"extra":true}',
+    now,
+  );
+  assert.equal(seconds.event, "price");
+  assert.equal((seconds as PriceEvent).timeMs, 1715601600_000);
+  const millis = parseFrame(
+    '{"event":"price","symbol":"X","timestamp":1715601600123,"price":1}',
+    now,
+  );
+  assert.equal((millis as PriceEvent).timeMs, 1715601600123);
+
+  const nulls = parseFrame(
+    '{"event":"subscribe-status","status":"ok","success":null,"fails":null}',
+  );
+  assert.deepEqual((nulls as SubscribeStatusEvent).success, []);
+  assert.deepEqual((nulls as SubscribeStatusEvent).fails, []);
+  const messages = parseFrame('{"event":"subscribe-status","status":"error","messages":["No"]}');
+  assert.deepEqual((messages as SubscribeStatusEvent).messages, ["No"]);
+  const fail = parseFrame(
+    '{"event":"subscribe-status","status":"warning","success":["AAPL"],"fails":[{"symbol":"1211","message":"You are not authorized"}]}',
+  ) as SubscribeStatusEvent;
+  assert.equal(fail.status, "warning");
+  assert.deepEqual(fail.success, [{ symbol: "AAPL" }]);
+  assert.equal(fail.fails[0]?.message, "You are not authorized");
+
+  assert.equal(parseFrame('{"event":"reset-status","anything":[1]}').event, "reset-status");
+  assert.equal(parseFrame('{"event":"unsubscribe-status"}').event, "unsubscribe-status");
+  assert.deepEqual(parseFrame('{"event":"news","x":1}'), {
+    event: "unknown",
+    name: "news",
+    payload: { event: "news", x: 1 },
+  });
+  for (
+    const bad of [
+      "{",
+      "[]",
+      '{"price":1}',
+      '{"event":"price","symbol":"X","timestamp":1715601600,"price":"1"}',
+      '{"event":"price","symbol":"X","timestamp":1715601600,"price":1e400}',
+      '{"event":"price","symbol":"X","timestamp":1715601600,"price":-1}',
+      '{"event":"price","symbol":"X","timestamp":1715601600,"price":1e20}',
+      '{"event":"price","symbol":"X","timestamp":2715601600,"price":1}',
+      '{"event":"price","symbol":"X","timestamp":1715601600}',
+    ]
+  ) {
+    assert.equal(parseFrame(bad, now).event, "malformed", bad);
+  }
+});
+
+Deno.test("Client subscribes and receives ticks for crypto, stocks and forex", async (t) => {
+  await withSimulator({ rate: 300 }, async (sim) => {
+    for (const auth of ["header", "query"] as const) {
+      await t.step(`with the key in the ${auth}`, async () => {
+        const events: TwelveDataEvent[] = [];
+        const client = new TwelveDataClient(
+          testClientOptions(sim, { auth, onEvent: (e) => events.push(e) }),
+        );
+        try {
+          client.subscribe("BTC/USD,AAPL");
+          client.subscribe([{ symbol: "EUR/USD", type: "Physical Currency" }]);
+          await client.start();
+          await waitFor(
+            () => ["BTC/USD", "AAPL", "EUR/USD"].every((s) => prices(events, s).length >= 3),
+            "ticks of every symbol",
+          );
+          assert.ok(client.connected);
+          const status = events.filter((e) => e.event === "subscribe-status");
+          assert.equal(status.length, 1, "one subscribe for everything wanted before connecting");
+
+          const btc = prices(events, "BTC/USD")[0]!;
+          assert.equal(btc.currency_base, "Bitcoin");
+          assert.equal(btc.currency_quote, "US Dollar");
+          assert.equal(btc.type, "Digital Currency");
+          assert.ok(btc.bid! > 0 && btc.ask! >= btc.bid!);
+          assert.ok(btc.day_volume! > 0);
+          assert.equal(btc.timeMs, btc.timestamp * 1000);
+          assert.ok(Math.abs(btc.timeMs - Date.now()) < 5_000);
+
+          const aapl = prices(events, "AAPL")[0]!;
+          assert.equal(aapl.currency, "USD");
+          assert.equal(aapl.type, "Common Stock");
+          assert.ok(aapl.day_volume! > 0);
+          assert.equal(aapl.bid, undefined);
+
+          const eur = prices(events, "EUR/USD")[0]!;
+          assert.equal(eur.currency_base, "Euro");
+          assert.ok(eur.bid! > 0 && eur.ask! > 0);
+          assert.equal(eur.day_volume, undefined);
+
+          const stats = client.stats();
+          assert.deepEqual(Object.keys(stats.lastTickMs).sort(), ["AAPL", "BTC/USD", "EUR/USD"]);
+          assert.equal(stats.malformed, 0);
+        } finally {
+          await client.close();
+        }
+      });
+    }
+  });
+});
+
+Deno.test("Client reconnects after a server-side drop, resubscribes and ticks resume", async () => {
+  await withSimulator({ rate: 200 }, async (sim) => {
+    const events: TwelveDataEvent[] = [];
+    const client = new TwelveDataClient(
+      testClientOptions(sim, { onEvent: (e) => events.push(e) }),
+    );
+    try {
+      client.subscribe("BTC/USD,ETH/USD");
+      await client.start();
+      await waitFor(() => client.stats().ticks >= 10, "first ticks");
+      const droppedAt = Date.now();
+      await sim.drop();
+      await waitFor(() => client.stats().reconnects === 1 && client.connected, "a reconnect");
+      // The first retry waits at most backoffBaseMs (100 ms); allow for scheduling.
+      assert.ok(Date.now() - droppedAt < 1_000, `reconnected after ${Date.now() - droppedAt} ms`);
+      await waitFor(
+        () =>
+          ["BTC/USD", "ETH/USD"].every((s) =>
+            prices(events, s).some((e) => e.timeMs >= droppedAt - 1000)
+          ) &&
+          sim.stats().connections === 1 && client.stats().ticks > 40,
+        "ticks after the reconnect",
+      );
+      assert.equal(events.filter((e) => e.event === "subscribe-status").length, 2);
+      assert.deepEqual(client.stats().subscribed.sort(), ["BTC/USD", "ETH/USD"]);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+Deno.test("Client watchdog heals a stalled connection but tolerates a quiet one", async (t) => {
+  await withSimulator({ rate: 100 }, async (sim) => {
+    await t.step("a stall is detected and healed", async () => {
+      const { logger, lines } = captureLogger();
+      const client = new TwelveDataClient(testClientOptions(sim, { logger }));
+      try {
+        client.subscribe("BTC/USD");
+        await client.start();
+        await waitFor(() => client.stats().ticks >= 5, "first ticks");
+        const stalledAt = Date.now();
+        sim.stall(30_000);
+        await waitFor(() => client.stats().reconnects === 1, "a watchdog reconnect");
+        const ticks = client.stats().ticks;
+        await waitFor(() => client.stats().ticks > ticks + 5, "ticks after healing");
+        assert.ok(Date.now() - stalledAt < 5_000);
+        assert.ok(lines.some((line) => line.includes("not even a heartbeat reply")));
+      } finally {
+        await client.close();
+      }
+    });
+
+    await t.step("heartbeat replies keep a quiet connection alive", async () => {
+      const client = new TwelveDataClient(
+        testClientOptions(sim, { heartbeatMs: 100, watchdogMs: 400 }),
+      );
+      try {
+        await client.start(); // no subscriptions: only heartbeat replies arrive
+        await sleep(1_500);
+        assert.equal(client.stats().reconnects, 0);
+        assert.ok(client.stats().heartbeats >= 5);
+        assert.ok(client.connected);
+      } finally {
+        await client.close();
+      }
+    });
+  });
+});
+
+Deno.test("Client counts malformed frames and unknown events without losing the stream", async () => {
+  await withSimulator({ rate: 100 }, async (sim) => {
+    const events: TwelveDataEvent[] = [];
+    const { logger, lines } = captureLogger();
+    const client = new TwelveDataClient(
+      testClientOptions(sim, { logger, onEvent: (e) => events.push(e) }),
+    );
+    try {
+      client.subscribe("BTC/USD");
+      await client.start();
+      await waitFor(() => client.stats().ticks >= 3, "first ticks");
+      const sent = sim.malformed(28);
+      assert.equal(sent, 28);
+      sim.edgeCases(4);
+      sim.sendRaw('{"event":"message-processing","status":"error","messages":["x"]}');
+      await waitFor(() => client.stats().malformed === 28, "malformed frames counted");
+      await waitFor(() => client.stats().unknown === 1, "the unknown event");
+      const ticks = client.stats().ticks;
+      await waitFor(() => client.stats().ticks > ticks + 5, "ticks after the garbage");
+      assert.equal(client.stats().reconnects, 0);
+      // Rate-limited: 28 malformed frames give at most 5 log lines.
+      assert.ok(lines.filter((l) => l.includes("malformed frame")).length <= 5);
+      // Unusual but valid ticks pass through: ms timestamps converted, odd symbols kept.
+      const sql = events.find((e) => e.event === "price" && e.symbol.includes("DROP TABLE"));
+      assert.ok(sql);
+      const ms = prices(events, "BTC/USD").find((e) => e.timestamp > 1e12);
+      assert.ok(ms && Math.abs(ms.timeMs - Date.now()) < 5_000);
+      const unknown = events.find((e) => e.event === "unknown");
+      assert.deepEqual(
+        unknown && unknown.event === "unknown" && unknown.name,
+        "message-processing",
+      );
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+Deno.test("A bad key ends with one AuthError and no retry storm", async (t) => {
+  await withSimulator({ rate: 50 }, async (sim) => {
+    await t.step("at the first connect", async () => {
+      const badKey = "wrong-key-0a1b2c3d";
+      const { logger, lines } = captureLogger();
+      const client = new TwelveDataClient(
+        testClientOptions(sim, { apiKey: badKey, logger, auth: "query" }),
+      );
+      try {
+        client.subscribe("BTC/USD");
+        const error = await client.start().then(() => undefined, (e) => e);
+        assert.ok(error instanceof AuthError, String(error));
+        assert.match(error.message, /^Twelve Data rejected the API key \(401\): /);
+        assert.ok(!error.message.includes(badKey));
+        await assert.rejects(client.closed, AuthError);
+        assert.equal(client.state, "failed");
+        const attempts = sim.stats().connection_attempts;
+        assert.equal(attempts, 1);
+        await sleep(500);
+        assert.equal(sim.stats().connection_attempts, attempts);
+        assert.ok(lines.every((line) => !line.includes(badKey)));
+      } finally {
+        await client.close();
+      }
+    });
+
+    await t.step("a network fault is retried, not reported as a bad key", async () => {
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = listener.addr.port;
+      listener.close(); // nothing listens there any more
+      const client = new TwelveDataClient({
+        ...testClientOptions(sim),
+        wsUrl: `ws://127.0.0.1:${port}/v1/quotes/price`,
+        apiUrl: `http://127.0.0.1:${port}`,
+        backoffBaseMs: 50,
+        backoffCapMs: 100,
+      });
+      try {
+        client.start().catch(() => {});
+        await waitFor(() => client.stats().connectAttempts >= 3, "retries");
+        assert.notEqual(client.state, "failed");
+      } finally {
+        await client.close();
+      }
+      await client.closed;
+    });
+
+    await t.step("when the key is revoked while running", async () => {
+      const client = new TwelveDataClient(testClientOptions(sim));
+      try {
+        client.subscribe("BTC/USD");
+        await client.start();
+        const before = sim.stats().connection_attempts;
+        sim.refuseKey(true);
+        await sim.drop();
+        await assert.rejects(client.closed, AuthError);
+        assert.equal(sim.stats().connection_attempts - before, 1);
+      } finally {
+        sim.refuseKey(false);
+        await client.close();
+      }
+    });
+  });
+});
+
+Deno.test("A partial subscribe failure keeps the connection and refused symbols stay refused", async (t) => {
+  await t.step("fails listed with reasons", async () => {
+    await withSimulator({ rate: 100, unauthorized: ["MSFT"] }, async (sim) => {
+      const events: TwelveDataEvent[] = [];
+      const client = new TwelveDataClient(
+        testClientOptions(sim, { onEvent: (e) => events.push(e) }),
+      );
+      try {
+        client.subscribe("BTC/USD,NOPE/XYZ,MSFT");
+        await client.start();
+        await waitFor(() => Object.keys(client.stats().refused).length === 2, "refused symbols");
+        const { refused, subscribed } = client.stats();
+        assert.match(refused["NOPE/XYZ"]!, /not found/);
+        assert.match(refused["MSFT"]!, /not authorized/);
+        assert.deepEqual(subscribed, ["BTC/USD"]);
+        await waitFor(() => client.stats().ticks >= 5, "ticks of the accepted symbol");
+        assert.ok(client.connected);
+
+        await sim.drop();
+        await waitFor(() => client.stats().reconnects === 1, "a reconnect");
+        await waitFor(
+          () => events.filter((e) => e.event === "subscribe-status").length === 2,
+          "the second subscribe-status",
+        );
+        const second = events.filter((e): e is SubscribeStatusEvent =>
+          e.event === "subscribe-status"
+        )[1]!;
+        assert.deepEqual(second.success.map((s) => s.symbol), ["BTC/USD"]);
+        assert.deepEqual(second.fails, []);
+      } finally {
+        await client.close();
+      }
+    });
+  });
+
+  await t.step("the messages variant, null arrays and graded status", async () => {
+    await withSimulator(
+      { rate: 50, subscribeStatus: { messagesVariant: true, nullArrays: true, graded: true } },
+      async (sim) => {
+        const client = new TwelveDataClient(testClientOptions(sim));
+        try {
+          client.subscribe("BTC/USD");
+          await client.start();
+          client.subscribe("NOPE1,NOPE2");
+          await waitFor(() => Object.keys(client.stats().refused).length === 2, "refused symbols");
+          assert.match(client.stats().refused["NOPE1"]!, /not found/);
+          assert.deepEqual(client.stats().subscribed, ["BTC/USD"]);
+          assert.ok(client.connected);
+        } finally {
+          await client.close();
+        }
+      },
+    );
+  });
+});
+
+Deno.test("A graceful close loses no frame the simulator sent", async () => {
+  await withSimulator({ rate: 3_000 }, async (sim) => {
+    let ticks = 0;
+    const client = new TwelveDataClient(
+      testClientOptions(sim, { onEvent: (e) => e.event === "price" && ticks++ }),
+    );
+    client.subscribe("BTC/USD,ETH/USD,AAPL,EUR/USD");
+    await client.start();
+    await waitFor(() => ticks > 1_000, "a thousand ticks");
+    await client.close();
+    const stats = sim.stats();
+    assert.ok(stats.price_events_sent > 1_000);
+    assert.equal(ticks, stats.price_events_sent);
+    assert.equal(client.stats().ticks, stats.price_events_sent);
+    assert.equal(client.state, "closed");
+  });
+});
+
+Deno.test("batches() delivers the stream and ends after close()", async () => {
+  await withSimulator({ rate: 500 }, async (sim) => {
+    const client = new TwelveDataClient(testClientOptions(sim));
+    client.subscribe("BTC/USD");
+    await client.start();
+    let seen = 0;
+    const consumer = (async () => {
+      for await (const batch of client.batches()) {
+        seen += batch.filter((e) => e.event === "price").length;
+      }
+    })();
+    await waitFor(() => seen >= 20, "ticks through the iterator");
+    await client.close();
+    await consumer;
+    assert.equal(seen, sim.stats().price_events_sent);
+  });
+});
+
+Deno.test("The API key never appears in logs, errors or ws-test output", async () => {
+  await withSimulator({ rate: 200 }, async (sim) => {
+    const { logger, lines } = captureLogger();
+    const client = new TwelveDataClient(testClientOptions(sim, { logger, auth: "query" }));
+    try {
+      client.subscribe("BTC/USD,NOPE");
+      await client.start();
+      await waitFor(() => client.stats().ticks > 3, "ticks");
+      sim.malformed(3);
+      sim.edgeCases(4);
+      await sim.drop();
+      await waitFor(() => client.stats().reconnects === 1, "a reconnect");
+    } finally {
+      await client.close();
+    }
+    assert.ok(lines.length > 5);
+    assert.ok(lines.some((line) => line.includes("apikey=***")));
+    for (const line of lines) assert.ok(!line.includes(TEST_KEY), line);
+  });
+});
+
+Deno.test("ws-test prints events and exits 0 on SIGINT", async () => {
+  await withSimulator({ rate: 50 }, async (sim) => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-env",
+        "--allow-net",
+        "--allow-read=.env",
+        "tasks/ws_test.ts",
+        "--symbols",
+        "BTC/USD,AAPL,NOPE",
+      ],
+      cwd: new URL("..", import.meta.url),
+      env: {
+        TWELVEDATA_WS_URL: sim.wsUrl,
+        TWELVEDATA_API_URL: sim.apiUrl,
+        TWELVEDATA_API_KEY: TEST_KEY,
+        TWELVEDATA_AUTH: "query",
+        TICKPIPE_LOG_LEVEL: "debug",
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const decoder = new TextDecoder();
+    let stdout = "";
+    const reader = child.stdout.getReader();
+    const stderrText = new Response(child.stderr).text();
+    while (!stdout.includes("price  AAPL")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      stdout += decoder.decode(value);
+    }
+    child.kill("SIGINT");
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      stdout += decoder.decode(value);
+    }
+    const status = await child.status;
+    const stderr = await stderrText;
+    assert.equal(status.code, 0, stderr);
+    assert.match(stdout, /subscribe-status ok {2}success: BTC\/USD, AAPL {2}fails: NOPE/);
+    assert.match(stdout, /price {2}BTC\/USD +\d/);
+    assert.match(stdout, /^counts {2}connected=no frames=\d+ ticks=\d+/m);
+    assert.match(stderr, /Closed the Twelve Data connection/);
+    assert.ok(!stdout.includes(TEST_KEY) && !stderr.includes(TEST_KEY));
+  });
+});
+
+Deno.test("ws-test exits 2 with usage on bad arguments", async () => {
+  assert.equal(await wsTest(["--bogus"]), 2);
+  assert.equal(await wsTest(["--duration", "0"]), 2);
+  assert.equal(await wsTest(["stray"]), 2);
+});
+
+Deno.test("REST client parses bodies and turns error bodies into errors", async (t) => {
+  for (const httpErrorStatus of [false, true]) {
+    await t.step(`errors sent with HTTP ${httpErrorStatus ? "status" : "200"}`, async () => {
+      await withSimulator({ rate: 1, httpErrorStatus, restLimitPerMinute: 4 }, async (sim) => {
+        const rest = new TwelveDataRest({ apiKey: TEST_KEY, apiUrl: sim.apiUrl });
+        const usage = await rest.apiUsage();
+        assert.equal(usage.plan_limit, 4);
+        const assets = await rest.cryptocurrencies();
+        assert.deepEqual(assets.find((a) => a.symbol === "BTC/USD")?.currency_base, "Bitcoin");
+        const quote = await rest.quote("AAPL");
+        assert.equal(quote.name, "Apple Inc.");
+        assert.equal(typeof quote.close, "number");
+
+        const end = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000);
+        const start = new Date(end.getTime() - 3 * 3_600_000);
+        const series = await rest.timeSeries("BTC/USD", {
+          interval: "1h",
+          startDate: start,
+          endDate: end,
+        });
+        assert.deepEqual(
+          series.bars.map((b) => b.timeMs),
+          [0, 1, 2].map((i) => start.getTime() + i * 3_600_000),
+        );
+        assert.equal(series.meta.currency_base, "Bitcoin");
+        assert.ok(
+          series.bars.every((b) =>
+            b.low <= Math.min(b.open, b.close) && b.high >= Math.max(b.open, b.close)
+          ),
+        );
+        assert.equal(series.bars[0]!.volume, undefined);
+
+        await assert.rejects(
+          rest.quote("NOPE"),
+          (e) => e instanceof TwelveDataError && e.code === 404,
+        );
+        await assert.rejects(
+          rest.quote("AAPL"),
+          (e) =>
+            e instanceof TwelveDataError && e.code === 429 && e.retryable &&
+            /run out of API credits/.test(e.message),
+        );
+
+        const bad = new TwelveDataRest({ apiKey: "another-bad-key", apiUrl: sim.apiUrl });
+        await assert.rejects(
+          bad.apiUsage(),
+          (e) =>
+            e instanceof AuthError && !e.message.includes("another-bad-key") &&
+            /^Twelve Data rejected the API key \(401\)/.test(e.message),
+        );
+      });
+    });
+  }
+});
