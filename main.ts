@@ -12,6 +12,14 @@ export const COMMANDS: Record<string, { load: () => Promise<Task>; summary: stri
     load: () => import("./tasks/db.ts"),
     summary: "embedded database: start, stop, psql command",
   },
+  simulate: {
+    load: () => import("./tasks/simulate.ts"),
+    summary: "run the local Twelve Data simulator (no account needed)",
+  },
+  "ws-test": {
+    load: () => import("./tasks/ws_test.ts"),
+    summary: "connect, subscribe and print events as they arrive",
+  },
   candles: {
     load: () => import("./tasks/candles.ts"),
     summary: "print OHLCV candles, e.g. candles BTC/USD 14",
