@@ -20,6 +20,14 @@ export const COMMANDS: Record<string, { load: () => Promise<Task>; summary: stri
     load: () => import("./tasks/ws_test.ts"),
     summary: "connect, subscribe and print events as they arrive",
   },
+  ingest: {
+    load: () => import("./tasks/ingest.ts"),
+    summary: "stream Twelve Data prices into crypto_ticks until stopped",
+  },
+  demo: {
+    load: () => import("./tasks/demo.ts"),
+    summary: "embedded database + simulator: setup, ingest, candles",
+  },
   candles: {
     load: () => import("./tasks/candles.ts"),
     summary: "print OHLCV candles, e.g. candles BTC/USD 14",

@@ -1,0 +1,126 @@
+import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
+import { UsageError } from "../lib/errors.ts";
+import { openDatabase } from "../lib/db/connection.ts";
+import { migrate } from "../lib/db/migrations.ts";
+import { defaultMode, describeServer, readServerInfo } from "../lib/db/server_info.ts";
+import { type CandleInterval, fetchCandles, formatCandles } from "../lib/candles/mod.ts";
+import { DEFAULT_SYMBOLS, runIngest, summaryLine } from "../lib/ingest.ts";
+import { startSimulator } from "../lib/simulator/mod.ts";
+
+const USAGE =
+  `Usage: tickpipe demo [--duration 20] [--rate 40] [--symbols BTC/USD,ETH/USD,MSFT,AAPL]
+
+The whole pipeline with no account and no database server: starts the embedded
+PostgreSQL (unless DATABASE_URL is set) and the Twelve Data simulator, runs setup,
+ingests for --duration seconds, then prints BTC/USD's candles.`;
+
+function number(name: string, text: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!(Number.isFinite(n) && n >= min && n <= max)) {
+    throw new UsageError(`--${name} must be a number from ${min} to ${max}\n${USAGE}`);
+  }
+  return n;
+}
+
+/** `tickpipe demo`: setup, simulator, ingest for a while, then the candles. */
+export function run(args: string[]): Promise<number> {
+  return runMain(async () => {
+    const { values } = parseFlags(args, {
+      duration: { type: "string", default: "20" },
+      rate: { type: "string", default: "40" },
+      symbols: { type: "string" },
+    }, USAGE);
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    const durationS = number("duration", values.duration, 1, 86_400);
+    const rate = number("rate", values.rate, 1, 100_000);
+    const symbols = values.symbols?.split(",").map((s) => s.trim()).filter(Boolean) ??
+      DEFAULT_SYMBOLS;
+    const config = configFromFlags(values);
+    const logger = loggerFor(config);
+
+    const db = await openDatabase(config, { logger });
+    const simulator = await startSimulator({ apiKey: "demo", rate, seed: 1, symbols, logger });
+    try {
+      const info = await readServerInfo(db.sql);
+      const mode = defaultMode(info);
+      console.log(describeServer(info, mode));
+      const migrated = await migrate(db.sql, {
+        mode,
+        timescaleVersion: info.timescaleVersion,
+        logger,
+      });
+      console.log(
+        migrated.applied.length > 0
+          ? `Schema created (${migrated.applied.map((m) => m.name).join(", ")})`
+          : "Schema up to date",
+      );
+      console.log(
+        `Simulator on ${simulator.wsUrl} at ${rate} ticks/s; ingesting ${
+          symbols.join(", ")
+        } for ${durationS} s...`,
+      );
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), durationS * 1000);
+      const stop = () => controller.abort();
+      Deno.addSignalListener("SIGINT", stop);
+      let summary;
+      try {
+        summary = await runIngest(db.sql, {
+          twelveData: { apiKey: "demo", wsUrl: simulator.wsUrl, apiUrl: simulator.apiUrl },
+          symbols,
+          dataDir: config.dataDir,
+          signal: controller.signal,
+          logger,
+          summaryEveryMs: 5_000,
+        });
+      } finally {
+        clearTimeout(timer);
+        Deno.removeSignalListener("SIGINT", stop);
+      }
+      const sent = simulator.stats().price_events_sent;
+      console.log(`\nIngested: ${summaryLine(summary)}`);
+      console.log(
+        `The simulator sent ${sent} ticks; ${summary.pipeline.written} rows were written.`,
+      );
+
+      const symbol = symbols.includes("BTC/USD") ? "BTC/USD" : symbols[0]!;
+      const now = Date.now();
+      const views: [CandleInterval, number, string][] = [
+        ["1d", 14 * 86_400_000, "daily candles, last 14 days"],
+        ["1h", 86_400_000, "hourly candles, last 24 hours"],
+        ["1m", 10 * 60_000, "one-minute candles, last 10 minutes"],
+      ];
+      for (const [interval, span, title] of views) {
+        const from = new Date(Math.floor((now - span) / 60_000) * 60_000);
+        const candles = await fetchCandles(db.sql, {
+          symbol,
+          interval,
+          from,
+          to: new Date(now + 60_000),
+        });
+        console.log(`\n${symbol} ${title}:`);
+        console.log(formatCandles(candles, { format: "table", interval }).trimEnd());
+      }
+      console.log(`
+Look further:
+  deno task candles ${symbol} 14                  daily candles (also --interval 1h|1m, --format csv|json)
+  deno task candles ETH/USD --interval 1m       minute candles of another symbol${
+        db.embedded
+          ? `\n  ${db.embedded.psql}\n      then: SELECT * FROM one_day_candle WHERE symbol = 'BTC/USD' ORDER BY bucket;`
+          : ""
+      }
+  deno task simulate & TWELVEDATA_WS_URL=ws://127.0.0.1:8765/v1/quotes/price \\
+    TWELVEDATA_API_URL=http://127.0.0.1:8765 TWELVEDATA_API_KEY=demo deno task ingest
+  deno task db stop                             stop the embedded PostgreSQL (its data stays in ${config.dataDir}/)`);
+      return 0;
+    } finally {
+      await simulator.close();
+      await db.close();
+    }
+  });
+}
+
+if (import.meta.main) Deno.exitCode = await run(Deno.args);
