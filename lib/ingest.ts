@@ -25,7 +25,12 @@ export interface IngestOptions {
   /** Passed to the pipeline (batch size, flush interval, spool bounds...). */
   pipeline?: Partial<PipelineOptions>;
   /** Passed to the client (backoff, watchdog...), mostly for tests. */
-  client?: { watchdogMs?: number; backoffBaseMs?: number; backoffCapMs?: number };
+  client?: {
+    heartbeatMs?: number;
+    watchdogMs?: number;
+    backoffBaseMs?: number;
+    backoffCapMs?: number;
+  };
   /** Called with every summary (for tests and the demo). */
   onSummary?: (summary: IngestSummary) => void;
 }

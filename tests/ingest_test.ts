@@ -1,0 +1,298 @@
+/**
+ * End-to-end ingest: the real simulator over a real WebSocket, the real client,
+ * pipeline and writer, into a real PostgreSQL. The simulator's /stats is the
+ * ground truth: every tick it counted as sent must be a row, exactly once.
+ */
+import assert from "node:assert/strict";
+import type { Sql } from "postgres";
+import { Logger } from "../lib/log.ts";
+import { type IngestSummary, runIngest } from "../lib/ingest.ts";
+import type { SimulatorHandle } from "../lib/simulator/mod.ts";
+import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
+import { TEST_KEY, withSimulator } from "./_support/sim.ts";
+import { runDeno } from "./_support/run.ts";
+import { databaseUrl } from "./_support/url.ts";
+
+const CLIENT = { heartbeatMs: 500, watchdogMs: 2_000, backoffBaseMs: 100, backoffCapMs: 1_000 };
+
+function capture(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  return { logger: new Logger({ level: "debug", sink: (line) => lines.push(line) }), lines };
+}
+
+async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error("Timed out waiting for a condition");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function rowsBySymbol(sql: Sql): Promise<Record<string, number>> {
+  const rows = await sql<{ symbol: string; n: number }[]>`
+    SELECT symbol, count(*)::int AS n FROM crypto_ticks GROUP BY symbol`;
+  return Object.fromEntries(rows.map((r) => [r.symbol, r.n]));
+}
+
+async function duplicates(sql: Sql): Promise<number> {
+  const [row] = await sql<{ n: number }[]>`
+    SELECT (count(*) - count(DISTINCT (symbol, seq)))::int AS n FROM crypto_ticks`;
+  return row!.n;
+}
+
+/** Runs ingest against `sim` until `during` returns, then stops it gracefully. */
+async function ingestWhile(
+  db: TestDatabase,
+  sim: SimulatorHandle,
+  symbols: string[],
+  during: (summary: () => IngestSummary | undefined) => Promise<void>,
+  logger = new Logger({ sink: () => {} }),
+): Promise<IngestSummary> {
+  const controller = new AbortController();
+  const dataDir = await Deno.makeTempDir({ prefix: "tickpipe-ingest-" });
+  let last: IngestSummary | undefined;
+  try {
+    const running = runIngest(db.sql, {
+      twelveData: { apiKey: TEST_KEY, wsUrl: sim.wsUrl, apiUrl: sim.apiUrl },
+      symbols,
+      dataDir,
+      signal: controller.signal,
+      logger,
+      summaryEveryMs: 250,
+      client: CLIENT,
+      pipeline: { retryInitialMs: 50, retryMaxMs: 500 },
+      onSummary: (s) => last = s,
+    });
+    const stop = during(() => last).finally(() => controller.abort());
+    const [summary] = await Promise.all([running, stop]);
+    return summary;
+  } finally {
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+  }
+}
+
+Deno.test("After more than 100,000 ticks the rows equal the simulator's count, per symbol", async () => {
+  const db = await createTestDatabase();
+  try {
+    await withSimulator({ rate: "max", generatedSymbols: 20 }, async (sim) => {
+      const symbols = Array.from(
+        { length: 20 },
+        (_, i) => `SYM${String(i + 1).padStart(3, "0")}/USD`,
+      );
+      const summary = await ingestWhile(db, sim, symbols, async () => {
+        await until(() => sim.stats().price_events_sent >= 110_000, 120_000);
+      });
+      const stats = sim.stats();
+      assert.ok(stats.price_events_sent >= 110_000);
+      assert.deepEqual(await rowsBySymbol(db.sql), stats.by_symbol);
+      assert.equal(await duplicates(db.sql), 0);
+      assert.equal(summary.pipeline.dropped, 0);
+      assert.equal(summary.pipeline.written, stats.price_events_sent);
+    });
+  } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("Killing the database connection mid-run loses nothing and duplicates nothing", async () => {
+  const db = await createTestDatabase();
+  const admin = (await import("postgres")).default({
+    ...db.config,
+    ssl: false,
+    max: 1,
+    onnotice: () => {},
+  });
+  try {
+    await withSimulator({ rate: 20_000, symbols: ["BTC/USD", "ETH/USD", "AAPL"] }, async (sim) => {
+      let kills = 0;
+      const summary = await ingestWhile(db, sim, ["BTC/USD", "ETH/USD", "AAPL"], async () => {
+        await until(() => sim.stats().price_events_sent > 5_000);
+        for (let i = 0; i < 8; i++) {
+          const killed = await admin`
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = ${db.config.database} AND pid <> pg_backend_pid()
+              AND application_name = 'tickpipe'`;
+          kills += killed.length;
+          await new Promise((resolve) => setTimeout(resolve, 150));
+        }
+        await until(() => sim.stats().price_events_sent > 40_000);
+      });
+      assert.ok(kills > 0, "some connections were terminated");
+      assert.ok(summary.pipeline.retries > 0, "the writer had to retry");
+      const stats = sim.stats();
+      assert.deepEqual(await rowsBySymbol(db.sql), stats.by_symbol);
+      assert.equal(await duplicates(db.sql), 0);
+    });
+  } finally {
+    await admin.end({ timeout: 5 });
+    await db.drop();
+  }
+});
+
+Deno.test("After server-side WebSocket drops the pipeline reconnects and stores every tick sent", async () => {
+  const db = await createTestDatabase();
+  try {
+    await withSimulator({ rate: 2_000, symbols: ["BTC/USD", "EUR/USD", "MSFT"] }, async (sim) => {
+      const summary = await ingestWhile(db, sim, ["BTC/USD", "EUR/USD", "MSFT"], async (now) => {
+        for (let i = 0; i < 3; i++) {
+          const before = sim.stats().price_events_sent;
+          await until(() => sim.stats().price_events_sent > before + 500);
+          await sim.drop();
+          await until(() => (now()?.client.reconnects ?? 0) > i && sim.stats().connections > 0);
+        }
+        const before = sim.stats().price_events_sent;
+        await until(() => sim.stats().price_events_sent > before + 500);
+      });
+      assert.equal(summary.client.reconnects, 3);
+      const stats = sim.stats();
+      assert.deepEqual(await rowsBySymbol(db.sql), stats.by_symbol);
+      assert.equal(await duplicates(db.sql), 0);
+    });
+  } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("Malformed and hostile ticks never reach the table and never stop the stream", async () => {
+  const db = await createTestDatabase();
+  try {
+    await withSimulator({ rate: 500, symbols: ["BTC/USD", "ETH/USD"] }, async (sim) => {
+      const { logger, lines } = capture();
+      let malformed = 0;
+      let edge = 0;
+      const summary = await ingestWhile(db, sim, ["BTC/USD", "ETH/USD"], async () => {
+        await until(() => sim.stats().price_events_sent > 200);
+        malformed = sim.malformed(42);
+        edge = sim.edgeCases(40);
+        const before = sim.stats().price_events_sent;
+        await until(() => sim.stats().price_events_sent > before + 200);
+      }, logger);
+      assert.equal(malformed, 42);
+      assert.equal(edge, 40);
+      // 1 in 4 edge frames is a valid tick with a millisecond timestamp: converted, stored.
+      const stats = sim.stats();
+      const rows = await rowsBySymbol(db.sql);
+      assert.deepEqual(Object.keys(rows).sort(), ["BTC/USD", "ETH/USD"]);
+      assert.equal(rows["BTC/USD"], stats.by_symbol["BTC/USD"]! + 10);
+      assert.equal(rows["ETH/USD"], stats.by_symbol["ETH/USD"]);
+      const [bad] = await db.sql<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM crypto_ticks
+        WHERE NOT (price > 0 AND price < 1e9) OR "time" > now() + interval '5 minutes'
+          OR "time" < '2000-01-01'`;
+      assert.equal(bad!.n, 0);
+      // Every frame was counted: malformed by the client, hostile symbols by the pipeline.
+      assert.ok(summary.client.malformed >= 30, `client malformed ${summary.client.malformed}`);
+      assert.equal(summary.client.malformed + summary.pipeline.rejected, 42 + 30);
+      assert.equal(summary.pipeline.rejectedByReason["invalid symbol"], 30);
+      assert.ok(lines.some((l) => /alformed/.test(l)), "malformed frames are logged");
+    });
+  } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("At 10 ticks/s every tick is committed within a flush interval or so (p50/p99 reported)", async () => {
+  const db = await createTestDatabase();
+  try {
+    await withSimulator({ rate: 10, symbols: ["BTC/USD"] }, async (sim) => {
+      const summary = await ingestWhile(db, sim, ["BTC/USD"], async () => {
+        await until(() => sim.stats().price_events_sent >= 30);
+      });
+      const { latencyP50Ms, latencyP99Ms } = summary.pipeline;
+      console.error(
+        `[ingest] 10 ticks/s: tick→commit p50 ${latencyP50Ms?.toFixed(1)} ms, p99 ${
+          latencyP99Ms?.toFixed(1)
+        } ms`,
+      );
+      assert.ok(latencyP50Ms !== undefined && latencyP99Ms !== undefined);
+      assert.deepEqual(await rowsBySymbol(db.sql), sim.stats().by_symbol);
+    });
+  } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("ingest as a process: SIGTERM mid-stream writes every tick received, then exits 0", async () => {
+  const db = await createTestDatabase();
+  const dataDir = await Deno.makeTempDir({ prefix: "tickpipe-ingest-" });
+  try {
+    await withSimulator(
+      { rate: 3_000, symbols: ["BTC/USD", "ETH/USD", "AAPL", "MSFT"] },
+      async (sim) => {
+        const child = new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--allow-env",
+            "--allow-net",
+            "--allow-read",
+            "--allow-write",
+            "--allow-run",
+            "--allow-sys",
+            "tasks/ingest.ts",
+            "--log-format",
+            "json",
+          ],
+          env: {
+            NO_COLOR: "1",
+            DATABASE_URL: databaseUrl(db.config),
+            TWELVEDATA_API_KEY: TEST_KEY,
+            TWELVEDATA_WS_URL: sim.wsUrl,
+            TWELVEDATA_API_URL: sim.apiUrl,
+            TICKPIPE_DATA_DIR: dataDir,
+          },
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        const output = Promise.all([
+          new Response(child.stdout).text(),
+          new Response(child.stderr).text(),
+        ]);
+        await until(() => sim.stats().price_events_sent > 5_000);
+        child.kill("SIGTERM");
+        const status = await child.status;
+        const [stdout, stderr] = await output;
+        assert.equal(status.code, 0, stderr);
+        const stats = sim.stats();
+        assert.deepEqual(await rowsBySymbol(db.sql), stats.by_symbol);
+        const log = (stdout + stderr).trim().split("\n").map((l) => JSON.parse(l));
+        assert.ok(log.some((l) => l.msg === "Subscribed to 4 symbol(s)"), stderr);
+        assert.ok(log.some((l) => /^Stopped: /.test(l.msg)), stderr);
+        assert.ok(!(stdout + stderr).includes(TEST_KEY), "the key is never printed");
+        assert.ok(
+          !(stdout + stderr).includes(db.config.password!),
+          "the password is never printed",
+        );
+      },
+    );
+  } finally {
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    await db.drop();
+  }
+});
+
+Deno.test("ingest refuses a database without the schema, and a bad key, with one line each", async () => {
+  const db = await createTestDatabase({ migrate: false });
+  try {
+    await withSimulator({ rate: 10 }, async (sim) => {
+      const env = {
+        DATABASE_URL: databaseUrl(db.config),
+        TWELVEDATA_API_KEY: TEST_KEY,
+        TWELVEDATA_WS_URL: sim.wsUrl,
+        TWELVEDATA_API_URL: sim.apiUrl,
+      };
+      const noSchema = await runDeno("tasks/ingest.ts", [], { env });
+      assert.equal(noSchema.code, 1);
+      assert.match(
+        noSchema.stderr,
+        /^Cannot ingest: the schema is missing \(run `deno task setup` first\)$/m,
+      );
+      const noKey = await runDeno("tasks/ingest.ts", [], {
+        env: { ...env, TWELVEDATA_API_KEY: "" },
+      });
+      assert.equal(noKey.code, 1);
+      assert.match(noKey.stderr, /TWELVEDATA_API_KEY is not set/);
+    });
+  } finally {
+    await db.drop();
+  }
+});
