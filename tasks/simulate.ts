@@ -7,13 +7,15 @@ const USAGE = `Usage: deno task simulate [--port 8765] [--api-key demo] [--rate 
                          [--symbols BTC/USD,AAPL,...|N] [--drop-every SEC] [--stall-every SEC]
                          [--stall-ms MS] [--malformed-every SEC] [--malformed-count N]
                          [--null-arrays] [--graded-status] [--messages-variant] [--refuse-key]
-                         [--rest-limit N] [--log-level LEVEL] [--log-format text|json]
+                         [--rest-limit N] [--max-ticks N] [--log-level LEVEL]
+                         [--log-format text|json]
 
 Serves a Twelve Data look-alike on 127.0.0.1: the WebSocket at /v1/quotes/price, REST
 (/time_series, /quote, /cryptocurrencies, /api_usage), GET /stats, and faults by flag or
 by POST /control/drop, /control/stall?ms=5000, /control/malformed?count=10,
 /control/edge?count=4, /control/refuse-key?on=1, /control/rate?value=max.
---symbols adds symbols to the built-in catalog; a number N adds SYM001/USD..SYMnnn/USD.`;
+--symbols adds symbols to the built-in catalog; a number N adds SYM001/USD..SYMnnn/USD.
+--max-ticks N stops sending price events after N in total (benchmarks: exactly N ticks).`;
 
 function number(
   name: string,
@@ -50,6 +52,7 @@ export function run(args: string[]): Promise<number> {
       "messages-variant": { type: "boolean" },
       "refuse-key": { type: "boolean" },
       "rest-limit": { type: "string" },
+      "max-ticks": { type: "string" },
     }, USAGE);
     if (values.help) {
       console.log(USAGE);
@@ -83,6 +86,13 @@ export function run(args: string[]): Promise<number> {
     };
     const restLimit = number("rest-limit", values["rest-limit"], 1);
     if (restLimit !== undefined) options.restLimitPerMinute = restLimit;
+    const maxTicks = number("max-ticks", values["max-ticks"], 0);
+    if (maxTicks !== undefined) {
+      if (!Number.isInteger(maxTicks)) {
+        throw new UsageError(`--max-ticks must be a whole number\n${USAGE}`);
+      }
+      options.maxTicks = maxTicks;
+    }
     if (values.symbols !== undefined) {
       if (/^\d+$/.test(values.symbols)) options.generatedSymbols = Number(values.symbols);
       else options.symbols = values.symbols.split(",").map((s) => s.trim()).filter((s) => s !== "");

@@ -198,3 +198,26 @@ Deno.test("Simulator REST serves time series windows with Twelve Data's shapes",
     }
   });
 });
+
+Deno.test("Simulator with maxTicks sends exactly that many price events, then stops", async (t) => {
+  for (const rate of ["max", 2000] as const) {
+    await t.step(`at rate ${rate}`, async () => {
+      await withSimulator({ rate, generatedSymbols: 5, maxTicks: 777 }, async (sim) => {
+        const ws = await rawSocket(sim);
+        try {
+          const symbols = ["SYM001/USD", "SYM002/USD", "SYM003/USD", "SYM004/USD", "SYM005/USD"];
+          ws.send({ action: "subscribe", params: { symbols: symbols.join(",") } });
+          await waitFor(() => ws.of("price").length >= 777, "777 ticks", 10_000);
+          await sleep(150);
+          assert.equal(ws.of("price").length, 777);
+          const stats = await (await fetch(sim.apiUrl + "/stats")).json();
+          assert.equal(stats.price_events_sent, 777);
+          assert.equal(typeof stats.first_price_sent_at, "number");
+          assert.ok(stats.last_price_sent_at >= stats.first_price_sent_at);
+        } finally {
+          await ws.close();
+        }
+      });
+    });
+  }
+});

@@ -36,6 +36,8 @@ export interface SimulatorOptions {
   httpErrorStatus?: boolean;
   /** Start refusing every key. */
   refuseKey?: boolean;
+  /** Stop sending price events once this many have been sent in total (for benchmarks). */
+  maxTicks?: number;
   logger?: Logger;
 }
 
@@ -58,6 +60,9 @@ export interface SimulatorStats {
   raw_sent: number;
   messages_received: number;
   rest_requests: number;
+  /** Epoch ms of the first and the latest price event sent; null before the first. */
+  first_price_sent_at: number | null;
+  last_price_sent_at: number | null;
 }
 
 /** A running simulator. */
@@ -178,7 +183,13 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
     raw_sent: 0,
     messages_received: 0,
     rest_requests: 0,
+    first_price_sent_at: null as number | null,
+    last_price_sent_at: null as number | null,
   };
+  const maxTicks = options.maxTicks ?? Infinity;
+  if (!(maxTicks >= 0)) {
+    throw new RangeError(`Cannot start the simulator: maxTicks must be >= 0, got ${maxTicks}`);
+  }
   let restWindow = { minute: 0, used: 0 };
   let closing = false;
 
@@ -371,11 +382,15 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
     if (!set) return 0;
     let delivered = 0;
     for (const conn of set) {
+      if (stats.price_events_sent + delivered >= maxTicks) break;
       if (conn.writable && sendText(conn, frame)) delivered++;
     }
     if (delivered > 0) {
       quote.sent += delivered;
       stats.price_events_sent += delivered;
+      const now = Date.now();
+      stats.first_price_sent_at ??= now;
+      stats.last_price_sent_at = now;
     }
     return delivered;
   }
@@ -397,7 +412,8 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
 
   function pump(): void {
     pumpTimer = undefined;
-    if (closing) return;
+    // Once maxTicks are sent there is nothing more to pump.
+    if (closing || stats.price_events_sent >= maxTicks) return;
     const now = Date.now();
     const quotes = activeQuotes();
     if (rate === "max") {
@@ -406,7 +422,7 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
       let sent = 0;
       if (quotes.length > 0) {
         const until = performance.now() + 10;
-        while (refreshWritable(now)) {
+        while (stats.price_events_sent < maxTicks && refreshWritable(now)) {
           for (let i = 0; i < 512; i++) {
             const quote = quotes[Math.floor(market.random() * quotes.length)]!;
             sent += deliver(quote, market.tick(quote, now));
