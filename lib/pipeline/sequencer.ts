@@ -1,0 +1,177 @@
+import type { Sql } from "postgres";
+import type { Tick } from "./tick.ts";
+
+/**
+ * One `crypto_ticks` row, final: `seq` and `volume` are assigned once, when the tick is
+ * accepted, so a retried or spooled batch writes identical rows.
+ */
+export interface Row {
+  timeMs: number;
+  symbol: string;
+  price: number;
+  dayVolume: number | null;
+  bid: number | null;
+  ask: number | null;
+  /** This tick's own traded volume (null without a day volume). */
+  volume: number | null;
+  /** Microseconds since epoch plus the arrival ordinal within the timestamp. */
+  seq: number;
+  /** As `Tick.receivedAt`; NaN for rows read back from the spool. */
+  receivedAt: number;
+}
+
+/** The last stored tick of a symbol, from `seedState`. */
+export interface SeedRow {
+  symbol: string;
+  seq: number;
+  timeMs: number;
+  dayVolume: number | null;
+}
+
+interface SymbolState {
+  lastSeq: number;
+  /** Previous day volume, NaN while unknown. */
+  prevDayVolume: number;
+  /** UTC day number (days since epoch) of `prevDayVolume`. */
+  prevDay: number;
+  name: string | undefined;
+}
+
+const DAY_MS = 86_400_000;
+// Float subtraction leaves noise (1234.5 - 1234.2 = 0.2999999999999545); volumes are
+// rounded to 8 decimals, the finest unit crypto exchanges report (a satoshi).
+const VOLUME_SCALE = 1e8;
+
+/** The asset name stored in `crypto_assets`: "Bitcoin/US Dollar", "Bitcoin" or undefined. */
+export function assetName(tick: Tick): string | undefined {
+  if (!tick.currencyBase) return undefined;
+  return tick.currencyQuote ? `${tick.currencyBase}/${tick.currencyQuote}` : tick.currencyBase;
+}
+
+/**
+ * Assigns `seq` and `volume` per symbol, in arrival order (see `Row`).
+ *
+ * seq: with t = time in µs, a tick later than the symbol's last gets t; one with the same
+ * timestamp (within 1 s for whole-second stamps, 1 ms otherwise) gets last + 1; a late tick,
+ * earlier than the last, gets t: it sorts first in its second and may tie with the tick that
+ * opened that second, the only case where (symbol, seq) is not unique.
+ *
+ * volume: the rise of day_volume since the symbol's previous tick; on a decrease, day_volume
+ * itself when the UTC day changed (the daily reset), 0 within the same day (a correction);
+ * 0 for the first tick ever seen (unknowable); null without a day_volume (forex).
+ */
+export class TickSequencer {
+  #state = new Map<string, SymbolState>();
+
+  /** Number of symbols seen or seeded. */
+  get symbols(): number {
+    return this.#state.size;
+  }
+
+  /** Starts from the last stored (or spooled) tick of each symbol. */
+  seed(rows: Iterable<SeedRow>): void {
+    for (const row of rows) this.observe(row);
+  }
+
+  /** Takes an already sequenced row (from the database or the spool) into account. */
+  observe(row: { symbol: string; seq: number; timeMs: number; dayVolume: number | null }): void {
+    let s = this.#state.get(row.symbol);
+    if (!s) {
+      s = { lastSeq: -Infinity, prevDayVolume: NaN, prevDay: -Infinity, name: undefined };
+      this.#state.set(row.symbol, s);
+    }
+    if (row.seq > s.lastSeq) s.lastSeq = row.seq;
+    const day = Math.floor(row.timeMs / DAY_MS);
+    if (row.dayVolume !== null && day >= s.prevDay) {
+      s.prevDayVolume = row.dayVolume;
+      s.prevDay = day;
+    }
+  }
+
+  /** The asset name seen for `symbol` in this process, if any. */
+  name(symbol: string): string | undefined {
+    return this.#state.get(symbol)?.name;
+  }
+
+  /** Turns an accepted tick into its row; call exactly once per tick, in arrival order. */
+  assign(tick: Tick): Row {
+    let s = this.#state.get(tick.symbol);
+    if (!s) {
+      s = { lastSeq: -Infinity, prevDayVolume: NaN, prevDay: -Infinity, name: assetName(tick) };
+      this.#state.set(tick.symbol, s);
+    } else if (s.name === undefined && tick.currencyBase) {
+      s.name = assetName(tick);
+    }
+    const t = tick.timeMs * 1000;
+    let seq: number;
+    if (t > s.lastSeq) {
+      seq = t;
+      s.lastSeq = t;
+    } else if (s.lastSeq - t < (tick.timeMs % 1000 === 0 ? 1_000_000 : 1000)) {
+      seq = ++s.lastSeq;
+    } else {
+      seq = t;
+    }
+    let volume: number | null = null;
+    const dayVolume = tick.dayVolume ?? null;
+    if (dayVolume !== null) {
+      const day = Math.floor(tick.timeMs / DAY_MS);
+      const prev = s.prevDayVolume;
+      if (Number.isNaN(prev)) {
+        volume = 0;
+      } else if (dayVolume >= prev) {
+        volume = Math.round((dayVolume - prev) * VOLUME_SCALE) / VOLUME_SCALE;
+      } else if (day > s.prevDay) {
+        volume = dayVolume;
+      } else {
+        volume = 0;
+      }
+      if (day >= s.prevDay) {
+        s.prevDayVolume = dayVolume;
+        s.prevDay = day;
+      }
+    }
+    return {
+      timeMs: tick.timeMs,
+      symbol: tick.symbol,
+      price: tick.price,
+      dayVolume,
+      bid: tick.bid ?? null,
+      ask: tick.ask ?? null,
+      volume,
+      seq,
+      receivedAt: tick.receivedAt,
+    };
+  }
+}
+
+/**
+ * Reads the last stored tick of every known symbol (those in `crypto_assets`, which the
+ * writer fills in the same transaction as their ticks) within `lookbackHours` (default 48),
+ * so a restart continues seq and volume where the previous run stopped.
+ */
+export async function seedState(
+  sql: Sql,
+  options: { lookbackHours?: number } = {},
+): Promise<SeedRow[]> {
+  const hours = options.lookbackHours ?? 48;
+  const rows = await sql<
+    { symbol: string; seq: string; time_ms: string; day_volume: string | null }[]
+  >`
+    SELECT a.symbol, t.seq, (extract(epoch FROM t."time") * 1000)::bigint AS time_ms,
+           t.day_volume::text AS day_volume
+    FROM crypto_assets a
+    CROSS JOIN LATERAL (
+      SELECT seq, "time", day_volume FROM crypto_ticks c
+      WHERE c.symbol = a.symbol AND c."time" > now() - make_interval(hours => ${hours})
+      ORDER BY c."time" DESC, c.seq DESC
+      LIMIT 1
+    ) t
+    WHERE a.symbol IS NOT NULL`;
+  return rows.map((r) => ({
+    symbol: r.symbol,
+    seq: Number(r.seq),
+    timeMs: Number(r.time_ms),
+    dayVolume: r.day_volume === null ? null : Number(r.day_volume),
+  }));
+}

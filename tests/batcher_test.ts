@@ -1,0 +1,135 @@
+import assert from "node:assert/strict";
+import { Batcher } from "../lib/pipeline/batcher.ts";
+import { Spool } from "../lib/pipeline/spool.ts";
+import { makeRows } from "./_support/ticks.ts";
+
+async function tempDir(): Promise<string> {
+  return await Deno.makeTempDir({ prefix: "tickpipe-batcher-" });
+}
+
+Deno.test("Batcher releases a batch as soon as it reaches maxBatch rows", async () => {
+  const batcher = new Batcher({ maxBatch: 3, maxWaitMs: 60_000 });
+  for (const row of makeRows(7)) assert.equal(batcher.push(row), "queued");
+  assert.equal((await batcher.next())!.rows.length, 3);
+  assert.equal((await batcher.next())!.rows.length, 3);
+  assert.equal(batcher.held, 7);
+  batcher.close();
+  const last = await batcher.next();
+  assert.equal(last!.rows.length, 1);
+  assert.equal(await batcher.next(), undefined);
+});
+
+Deno.test("Batcher releases a partial batch when its oldest row has waited maxWaitMs", async () => {
+  const batcher = new Batcher({ maxBatch: 1000, maxWaitMs: 50 });
+  const t0 = performance.now();
+  for (const row of makeRows(2)) batcher.push(row);
+  const batch = await batcher.next();
+  const waited = performance.now() - t0;
+  assert.equal(batch!.rows.length, 2);
+  assert.ok(waited >= 45 && waited < 1000, `waited ${waited} ms`);
+  batcher.close();
+  assert.equal(await batcher.next(), undefined);
+});
+
+Deno.test("Batcher keeps rows in order across batches with distinct ids", async () => {
+  const batcher = new Batcher({ maxBatch: 4, maxWaitMs: 10 });
+  const rows = makeRows(10);
+  for (const row of rows) batcher.push(row);
+  batcher.close();
+  const out = [];
+  const ids = new Set<string>();
+  for (let b = await batcher.next(); b; b = await batcher.next()) {
+    ids.add(b.id);
+    out.push(...b.rows);
+  }
+  assert.deepEqual(out, rows);
+  assert.equal(ids.size, 3);
+});
+
+Deno.test("Batcher signals backpressure at highWater and ready() resolves when rows are written", async () => {
+  const batcher = new Batcher({ maxBatch: 5, maxWaitMs: 60_000, highWater: 5, memoryCap: 100 });
+  for (const row of makeRows(5)) batcher.push(row);
+  assert.equal(batcher.full, true);
+  let ready = false;
+  const waiting = batcher.ready().then(() => (ready = true));
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(ready, false);
+  const batch = await batcher.next();
+  await batcher.done(batch!);
+  await waiting;
+  assert.equal(ready, true);
+  assert.equal(batcher.full, false);
+  batcher.close();
+});
+
+Deno.test("Batcher overflows to the spool past memoryCap, drains memory first, then the spool, then returns to memory", async () => {
+  const dir = await tempDir();
+  const spool = await Spool.open(dir, { chunkRows: 3 });
+  const batcher = new Batcher({ maxBatch: 2, maxWaitMs: 60_000, memoryCap: 4, spool });
+  const rows = makeRows(10);
+  const results = rows.map((row) => batcher.push(row));
+  assert.deepEqual(results.filter((r) => r === "queued").length, 4);
+  assert.deepEqual(results.filter((r) => r === "spooled").length, 6);
+  assert.equal(batcher.spooling, true);
+  assert.equal(batcher.full, true);
+  assert.equal(spool.rows, 6);
+  const out = [];
+  const sources = [];
+  while (out.length < 10) {
+    const batch = (await batcher.next())!;
+    out.push(...batch.rows.map((r) => r.seq));
+    sources.push(batch.spooled ? "spool" : "memory");
+    await batcher.done(batch);
+  }
+  assert.deepEqual(out, rows.map((r) => r.seq));
+  assert.deepEqual(sources, ["memory", "memory", "spool", "spool"]);
+  // Empty spool: the next row goes to memory again.
+  const more = makeRows(11).slice(10);
+  batcher.close();
+  assert.equal(await batcher.next(), undefined);
+  assert.equal(batcher.spooling, false);
+  assert.equal(spool.rows, 0);
+  assert.throws(() => batcher.push(more[0]!), TypeError);
+  spool.close();
+  assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), []);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("Batcher returns to memory once the spool is drained", async () => {
+  const dir = await tempDir();
+  const spool = await Spool.open(dir, { chunkRows: 100 });
+  const batcher = new Batcher({ maxBatch: 2, maxWaitMs: 5, memoryCap: 2, spool });
+  const rows = makeRows(6);
+  for (const row of rows.slice(0, 4)) batcher.push(row);
+  assert.equal(batcher.spooling, true);
+  for (let i = 0; i < 2; i++) await batcher.done((await batcher.next())!);
+  assert.equal(batcher.spooling, false);
+  assert.equal(batcher.push(rows[4]!), "queued");
+  batcher.close();
+  await batcher.done((await batcher.next())!);
+  assert.equal(await batcher.next(), undefined);
+  spool.close();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("Batcher drops (and counts) only when memory and spool are both full", async () => {
+  const dir = await tempDir();
+  const spool = await Spool.open(dir, { maxBytes: 400, chunkRows: 100 });
+  const batcher = new Batcher({ maxBatch: 100, maxWaitMs: 60_000, memoryCap: 3, spool });
+  const results = makeRows(20).map((row) => batcher.push(row));
+  const count = (kind: string) => results.filter((r) => r === kind).length;
+  assert.equal(count("queued"), 3);
+  assert.ok(count("spooled") >= 3, `spooled ${count("spooled")}`);
+  assert.ok(count("dropped") > 0);
+  assert.equal(batcher.dropped, count("dropped"));
+  assert.ok(spool.bytes <= 400);
+  batcher.close();
+  spool.close();
+  await Deno.remove(dir, { recursive: true });
+
+  const noSpool = new Batcher({ maxBatch: 100, maxWaitMs: 60_000, memoryCap: 3 });
+  const r2 = makeRows(5).map((row) => noSpool.push(row));
+  assert.deepEqual(r2, ["queued", "queued", "queued", "dropped", "dropped"]);
+  assert.equal(noSpool.dropped, 2);
+  noSpool.close();
+});
