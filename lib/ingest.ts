@@ -167,6 +167,15 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
     options.onSummary?.(summary);
   }, options.summaryEveryMs ?? 10_000);
 
+  // A stray rejection from a dependency (postgres.js has known ones on dead sockets) must
+  // not end a process that holds unwritten ticks: log it and keep going.
+  const onUnhandled = (event: PromiseRejectionEvent) => {
+    event.preventDefault();
+    const reason = event.reason instanceof Error ? event.reason.message : String(event.reason);
+    logger.limited("unhandled", "warn", `Ignored an unhandled rejection: ${reason}`);
+  };
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
+
   let metrics: MetricsServer | undefined;
   try {
     if (options.metricsPort !== undefined) {
@@ -204,6 +213,7 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
     await client.close().catch((error) => logger.warn(`WebSocket close: ${error.message}`));
     await pipeline.close();
     await metrics?.close();
+    globalThis.removeEventListener("unhandledrejection", onUnhandled);
   }
   const summary = snapshot();
   logger.info(`Stopped: ${summaryLine(summary)}`);

@@ -20,4 +20,3 @@ CREATE TABLE IF NOT EXISTS crypto_ticks (
 );
 
 CREATE INDEX IF NOT EXISTS crypto_ticks_symbol_time_idx ON crypto_ticks (symbol, "time" DESC);
-CREATE INDEX IF NOT EXISTS crypto_ticks_time_idx ON crypto_ticks ("time" DESC);
