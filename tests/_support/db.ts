@@ -24,7 +24,7 @@ export interface TestServer {
 }
 
 const TEST_DATA_DIR = ".data/test";
-const TEST_EMBEDDED_PORT = 54339;
+const TEST_EMBEDDED_PORT = Number(Deno.env.get("TICKPIPE_TEST_PORT") ?? 54339);
 let serverPromise: Promise<TestServer> | undefined;
 
 async function dockerAnswers(): Promise<boolean> {
