@@ -167,8 +167,9 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
     options.onSummary?.(summary);
   }, options.summaryEveryMs ?? 10_000);
 
-  // A stray rejection from a dependency (postgres.js has known ones on dead sockets) must
-  // not end a process that holds unwritten ticks: log it and keep going.
+  // A stray rejection from a dependency must not end a process that holds unwritten ticks:
+  // postgres.js 3.4.9 runs an array-type query on each new connection without awaiting it,
+  // so a connection killed at that moment rejects with nobody listening. Log it, go on.
   const onUnhandled = (event: PromiseRejectionEvent) => {
     event.preventDefault();
     const reason = event.reason instanceof Error ? event.reason.message : String(event.reason);

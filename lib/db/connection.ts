@@ -37,10 +37,6 @@ export function connect(database: DatabaseConfig, options: ConnectOptions = {}):
     idle_timeout: options.idleTimeout ?? 60,
     max_lifetime: 60 * 60,
     connection: { application_name: options.applicationName ?? "tickpipe" },
-    // postgres.js 3.4.9 fires an array-type query on every new connection without awaiting
-    // it: a connection killed during it becomes an unhandled rejection. Nothing here needs
-    // custom array types (the writer serialises its arrays itself).
-    fetch_types: false,
     onnotice: (notice) => logger.debug(`PostgreSQL notice: ${notice.message}`),
   });
 }

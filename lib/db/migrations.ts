@@ -90,9 +90,6 @@ export async function migrate(
 ): Promise<MigrationResult> {
   const logger = options.logger ?? silentLogger;
   const migrations = [...(options.migrations ?? MIGRATIONS)].sort((a, b) => a.version - b.version);
-  // postgres.js 3.4.9 with fetch_types: false never resolves reserve() on a pool that has
-  // not opened a connection yet: open one first.
-  await sql`SELECT 1`;
   const reserved = await sql.reserve();
   try {
     await reserved`SELECT pg_advisory_lock(${LOCK_KEY})`;
