@@ -4,7 +4,7 @@
  * engine answers; else the embedded PostgreSQL under .data/test. Each test gets a
  * fresh database of its own on that server.
  */
-import postgres, { type Sql } from "postgres";
+import type { Sql } from "postgres";
 import type { DatabaseConfig } from "../../lib/config.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { connect } from "../../lib/db/connection.ts";
@@ -104,6 +104,16 @@ export interface TestDatabase {
 
 let counter = 0;
 
+/** Runs `fn` on a one-connection pool to the server's admin database, then closes it. */
+async function onAdmin(server: TestServer, fn: (admin: Sql) => Promise<unknown>): Promise<void> {
+  const admin = connect(server.admin, { max: 1 });
+  try {
+    await fn(admin);
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+}
+
 /**
  * Creates a fresh database on the test server; with `migrate: true` (default) the
  * schema is applied in the server's mode (or `mode`).
@@ -113,21 +123,7 @@ export async function createTestDatabase(
 ): Promise<TestDatabase> {
   const server = await testServer();
   const name = `t_${Date.now().toString(36)}_${Deno.pid}_${counter++}`;
-  const admin = postgres({
-    host: server.admin.host,
-    port: server.admin.port,
-    user: server.admin.user,
-    password: server.admin.password,
-    database: server.admin.database,
-    ssl: server.admin.tls === "disable" ? false : "require",
-    max: 1,
-    onnotice: () => {},
-  });
-  try {
-    await admin.unsafe(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.end({ timeout: 5 });
-  }
+  await onAdmin(server, (admin) => admin.unsafe(`CREATE DATABASE ${name}`));
   const config: DatabaseConfig = { ...server.admin, database: name };
   const sql = connect(config, { max: options.max ?? 4 });
   const mode = options.mode ?? (server.timescale ? "timescaledb" : "portable");
@@ -145,21 +141,10 @@ export async function createTestDatabase(
     server,
     async drop() {
       await sql.end({ timeout: 5 });
-      const admin2 = postgres({
-        host: server.admin.host,
-        port: server.admin.port,
-        user: server.admin.user,
-        password: server.admin.password,
-        database: server.admin.database,
-        ssl: server.admin.tls === "disable" ? false : "require",
-        max: 1,
-        onnotice: () => {},
-      });
-      try {
-        await admin2.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      } finally {
-        await admin2.end({ timeout: 5 });
-      }
+      await onAdmin(
+        server,
+        (admin) => admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+      );
     },
   };
 }
