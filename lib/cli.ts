@@ -33,8 +33,33 @@ export const COMMON_FLAGS = {
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsConfig["options"];
 
-/** Parses `args` with `options`, turning parse errors into a `UsageError`. */
+/** `--help` was given: `runMain` prints the usage on stdout and exits 0. */
+export class HelpRequested extends UserError {
+  override name = "HelpRequested";
+
+  constructor(usage: string) {
+    super(usage, { exitCode: 0 });
+  }
+}
+
+/**
+ * Parses `args` with `options` (plus the common flags): a parse error, or more than
+ * `maxPositionals` positional arguments, is a `UsageError`; `--help` is `HelpRequested`.
+ */
 export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(
+  args: string[],
+  options: T,
+  usage: string,
+  limits: { maxPositionals?: number } = {},
+) {
+  const parsed = parse(args, options, usage);
+  if ((parsed.values as { help?: boolean }).help) throw new HelpRequested(usage);
+  const extra = parsed.positionals[limits.maxPositionals ?? Infinity];
+  if (extra !== undefined) throw new UsageError(`Unexpected argument "${extra}"\n${usage}`);
+  return parsed;
+}
+
+function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
   args: string[],
   options: T,
   usage: string,
@@ -73,6 +98,10 @@ export async function runMain(body: () => Promise<number>): Promise<number> {
   try {
     return await body();
   } catch (error) {
+    if (error instanceof HelpRequested) {
+      console.log(error.message);
+      return 0;
+    }
     const message = error instanceof Error ? error.message : String(error);
     const line = error instanceof UserError ? message : `Error: ${message}`;
     console.error(redact(line));

@@ -74,20 +74,18 @@ const OptionsSchema = z.object({
 /** `tickpipe candles SYMBOL [DAYS]`: prints a symbol's candles as a table, CSV or JSON. */
 export function run(args: string[]): Promise<number> {
   return runMain(async () => {
-    const { values, positionals } = parseFlags(args, {
-      interval: { type: "string", default: "1d" },
-      from: { type: "string" },
-      to: { type: "string" },
-      format: { type: "string", default: "table" },
-      tz: { type: "string" },
-    }, USAGE);
-    if (values.help) {
-      console.log(USAGE);
-      return 0;
-    }
-    if (positionals.length > 2) {
-      throw new UsageError(`Unexpected argument "${positionals[2]}"\n${USAGE}`);
-    }
+    const { values, positionals } = parseFlags(
+      args,
+      {
+        interval: { type: "string", default: "1d" },
+        from: { type: "string" },
+        to: { type: "string" },
+        format: { type: "string", default: "table" },
+        tz: { type: "string" },
+      },
+      USAGE,
+      { maxPositionals: 2 },
+    );
     const parsed = OptionsSchema.safeParse({
       ...values,
       symbol: positionals[0],

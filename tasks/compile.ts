@@ -24,10 +24,6 @@ export function run(args: string[]): Promise<number> {
       output: { type: "string", default: "tickpipe" },
       target: { type: "string" },
     }, USAGE);
-    if (values.help) {
-      console.log(USAGE);
-      return 0;
-    }
     const compileArgs = [
       "compile",
       ...COMPILE_PERMISSIONS,

@@ -13,10 +13,6 @@ const USAGE = `Usage: tickpipe db <start|stop|psql>
 export function run(args: string[]): Promise<number> {
   return runMain(async () => {
     const { values, positionals } = parseFlags(args, {}, USAGE);
-    if (values.help) {
-      console.log(USAGE);
-      return 0;
-    }
     const config = configFromFlags(values);
     const logger = loggerFor(config);
     switch (positionals[0]) {

@@ -30,10 +30,6 @@ export function run(args: string[]): Promise<number> {
       rate: { type: "string", default: "40" },
       symbols: { type: "string" },
     }, USAGE);
-    if (values.help) {
-      console.log(USAGE);
-      return 0;
-    }
     const durationS = number("duration", values.duration, 1, 86_400);
     const rate = number("rate", values.rate, 1, 100_000);
     const symbols = values.symbols?.split(",").map((s) => s.trim()).filter(Boolean) ??

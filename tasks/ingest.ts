@@ -28,10 +28,6 @@ export function run(args: string[]): Promise<number> {
       "batch-size": { type: "string" },
       "flush-ms": { type: "string" },
     }, USAGE);
-    if (values.help) {
-      console.log(USAGE);
-      return 0;
-    }
     const symbols = values.symbols
       ? values.symbols.split(",").map((s) => s.trim()).filter(Boolean)
       : DEFAULT_SYMBOLS;

@@ -36,17 +36,15 @@ const WindowSchema = z.object({ from: z.string().optional(), to: z.string().opti
 /** `tickpipe refresh`: refreshes the continuous aggregates over a window, finest first. */
 export function run(args: string[]): Promise<number> {
   return runMain(async () => {
-    const { values, positionals } = parseFlags(args, {
-      from: { type: "string" },
-      to: { type: "string" },
-    }, USAGE);
-    if (values.help) {
-      console.log(USAGE);
-      return 0;
-    }
-    if (positionals.length > 0) {
-      throw new UsageError(`Unexpected argument "${positionals[0]}"\n${USAGE}`);
-    }
+    const { values } = parseFlags(
+      args,
+      {
+        from: { type: "string" },
+        to: { type: "string" },
+      },
+      USAGE,
+      { maxPositionals: 0 },
+    );
     const parsed = WindowSchema.safeParse(values);
     if (!parsed.success) {
       throw new UsageError(`${parsed.error.issues[0]?.message ?? "Invalid arguments"}\n${USAGE}`);

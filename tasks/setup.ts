@@ -18,10 +18,6 @@ Creates or updates the schema (tables, candles, policies). Safe to run again.`;
 export function run(args: string[]): Promise<number> {
   return runMain(async () => {
     const { values } = parseFlags(args, { mode: { type: "string", default: "auto" } }, USAGE);
-    if (values.help) {
-      console.log(USAGE);
-      return 0;
-    }
     if (!["auto", "timescaledb", "portable"].includes(values.mode)) {
       throw new UsageError(`--mode must be auto, timescaledb or portable\n${USAGE}`);
     }

@@ -36,31 +36,29 @@ function number(
 /** `simulate`: runs the Twelve Data simulator until Ctrl-C. */
 export function run(args: string[]): Promise<number> {
   return runMain(async () => {
-    const { values, positionals } = parseFlags(args, {
-      port: { type: "string" },
-      "api-key": { type: "string" },
-      rate: { type: "string" },
-      seed: { type: "string" },
-      symbols: { type: "string" },
-      "drop-every": { type: "string" },
-      "stall-every": { type: "string" },
-      "stall-ms": { type: "string" },
-      "malformed-every": { type: "string" },
-      "malformed-count": { type: "string" },
-      "null-arrays": { type: "boolean" },
-      "graded-status": { type: "boolean" },
-      "messages-variant": { type: "boolean" },
-      "refuse-key": { type: "boolean" },
-      "rest-limit": { type: "string" },
-      "max-ticks": { type: "string" },
-    }, USAGE);
-    if (values.help) {
-      console.log(USAGE);
-      return 0;
-    }
-    if (positionals.length > 0) {
-      throw new UsageError(`Unexpected argument "${positionals[0]}"\n${USAGE}`);
-    }
+    const { values } = parseFlags(
+      args,
+      {
+        port: { type: "string" },
+        "api-key": { type: "string" },
+        rate: { type: "string" },
+        seed: { type: "string" },
+        symbols: { type: "string" },
+        "drop-every": { type: "string" },
+        "stall-every": { type: "string" },
+        "stall-ms": { type: "string" },
+        "malformed-every": { type: "string" },
+        "malformed-count": { type: "string" },
+        "null-arrays": { type: "boolean" },
+        "graded-status": { type: "boolean" },
+        "messages-variant": { type: "boolean" },
+        "refuse-key": { type: "boolean" },
+        "rest-limit": { type: "string" },
+        "max-ticks": { type: "string" },
+      },
+      USAGE,
+      { maxPositionals: 0 },
+    );
     const level = values["log-level"] ?? "info";
     const format = values["log-format"] ?? "text";
     if (!["debug", "info", "warn", "error"].includes(level)) {

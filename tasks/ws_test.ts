@@ -96,17 +96,15 @@ function formatCounts(stats: ClientStats, previousTicks: number, seconds: number
 /** `ws-test`: prints the live event stream until Ctrl-C (or `--duration`). */
 export function run(args: string[]): Promise<number> {
   return runMain(async () => {
-    const { values, positionals } = parseFlags(args, {
-      symbols: { type: "string" },
-      duration: { type: "string" },
-    }, USAGE);
-    if (values.help) {
-      console.log(USAGE);
-      return 0;
-    }
-    if (positionals.length > 0) {
-      throw new UsageError(`Unexpected argument "${positionals[0]}"\n${USAGE}`);
-    }
+    const { values } = parseFlags(
+      args,
+      {
+        symbols: { type: "string" },
+        duration: { type: "string" },
+      },
+      USAGE,
+      { maxPositionals: 0 },
+    );
     const symbols = values.symbols ?? DEFAULT_SYMBOLS;
     if (symbols.split(",").some((s) => s.trim() === "")) {
       throw new UsageError(
