@@ -100,7 +100,7 @@ export function run(args: string[]): Promise<number> {
     const db = await openDatabase(config, { logger, max: 1 });
     try {
       const mode = await readCandleMode(db.sql);
-      const candles = await fetchCandles(db.sql, options);
+      const candles = await fetchCandles(db.sql, options, { mode });
       if (candles.length === 0) {
         if (!await isKnownSymbol(db.sql, options.symbol, mode)) {
           throw new UserError(

@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import type { Sql } from "postgres";
 import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
 import { MIGRATIONS, renderMigration } from "../lib/db/migrations.ts";
-import { CANDLE_RELATIONS, type CandleInterval, refreshCandles } from "../lib/candles/mod.ts";
+import {
+  CANDLE_RELATIONS,
+  type CandleInterval,
+  type CandleQuery,
+  candleStatement,
+  fetchCandles,
+  refreshCandles,
+} from "../lib/candles/mod.ts";
 import { run as candlesTask } from "../tasks/candles.ts";
 import { run as refreshTask } from "../tasks/refresh.ts";
 
@@ -515,6 +522,122 @@ Deno.test("The candles task prints tables, CSV and JSON, and explains empty resu
         assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
         assert.match(r.stderr, /Usage: tickpipe candles/, args.join(" "));
       }
+    });
+  } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("In portable mode the candles query reads a time range of the ticks on the (symbol, time) index", async (t) => {
+  const db = await createTestDatabase({ mode: "portable" });
+  try {
+    const f = await seed(db);
+    const sameAsView = async (query: CandleQuery, label: string) => {
+      const viewRows = await db.sql<Row[]>`
+        SELECT bucket, symbol, open, high, low, close, volume, vwap, ticks, day_volume
+        FROM ${db.sql(CANDLE_RELATIONS[query.interval])}
+        WHERE symbol = ${query.symbol}
+          AND bucket >= ${query.from}::timestamptz AND bucket < ${query.to}::timestamptz
+        ORDER BY bucket`;
+      const candles = await fetchCandles(db.sql, query, { mode: "portable" });
+      const rows: Row[] = candles.map((c) => ({ ...c, day_volume: c.dayVolume }));
+      const expected: Expected[] = viewRows.map((r) => ({
+        ...r,
+        bucket: new Date(r.bucket).getTime(),
+        volume: r.volume === null ? null : Number(r.volume),
+        dayVolume: r.day_volume == null ? null : Number(r.day_volume),
+      }));
+      assertCandles(rows, expected, label);
+      assert.deepEqual(rows.map((r) => r.volume), viewRows.map((r) => r.volume), label);
+      return viewRows.length;
+    };
+
+    await t.step("crypto_ticks has no index but (symbol, time)", async () => {
+      const indexes = await db.sql<{ indexname: string }[]>`
+        SELECT indexname FROM pg_indexes WHERE tablename = 'crypto_ticks'`;
+      assert.deepEqual(indexes.map((i) => i.indexname), ["crypto_ticks_symbol_time_idx"]);
+    });
+
+    await t.step("same rows as the view, for aligned and unaligned ranges", async () => {
+      const m = f.midnight;
+      const ranges: [number, number][] = [
+        [m - 2 * DAY, Date.now() + DAY],
+        [m - 90 * MINUTE, m + 2 * HOUR],
+        [m - 90 * MINUTE + 17_000, m + 30_000],
+        [m - 1, m + 13 * HOUR + 1],
+        [m + 1, m + 13 * HOUR],
+        [m - HOUR - 1, m - 1],
+      ];
+      let rows = 0;
+      for (const symbol of ["BTC/USD", "ETH/USD", "EUR/USD", "SOL/USD"]) {
+        for (const interval of ["1m", "1h", "1d"] as const) {
+          for (const [from, to] of ranges) {
+            rows += await sameAsView(
+              { symbol, interval, from: new Date(from), to: new Date(to) },
+              `${symbol} ${interval} ${new Date(from).toISOString()}..${
+                new Date(to).toISOString()
+              }`,
+            );
+          }
+        }
+      }
+      assert.ok(rows > 50, `compared ${rows} rows`);
+    });
+
+    await t.step("EXPLAIN: an index range scan on crypto_ticks_symbol_time_idx", async () => {
+      // Enough ticks for the planner to prefer the index: 5 symbols over 30 days.
+      await db.sql`
+        INSERT INTO crypto_ticks ("time", symbol, price, day_volume, volume, seq)
+        SELECT tm, 'S' || (i % 5) || '/USD', 100 + i % 7, i, 1,
+          (extract(epoch FROM tm) * 1000000)::bigint
+        FROM generate_series(0, 149999) AS i,
+          LATERAL (SELECT date_trunc('second', now() - INTERVAL '30 days'
+            + (i / 5) * INTERVAL '86 seconds') AS tm) AS x`;
+      await db.sql`ANALYZE crypto_ticks`;
+      const now = new Date();
+      const queries: CandleQuery[] = [
+        { symbol: "S1/USD", interval: "1d", from: new Date(now.getTime() - 14 * DAY), to: now },
+        { symbol: "S1/USD", interval: "1h", from: new Date(now.getTime() - 14 * DAY), to: now },
+        { symbol: "S1/USD", interval: "1m", from: new Date(now.getTime() - DAY), to: now },
+        {
+          symbol: "S1/USD",
+          interval: "1d",
+          from: new Date(now.getTime() - 14 * DAY),
+          to: now,
+          timeZone: "America/New_York",
+        },
+      ];
+      for (const query of queries) {
+        const label = `${query.interval}${query.timeZone ? ` ${query.timeZone}` : ""}`;
+        const plan = (await db.sql<{ "QUERY PLAN": string }[]>`
+          EXPLAIN ${candleStatement(db.sql, query, "portable")}`)
+          .map((r) => r["QUERY PLAN"]).join("\n");
+        assert.match(
+          plan,
+          /(Bitmap Index Scan|Index Scan|Index Scan Backward|Index Only Scan) (on|using) crypto_ticks_symbol_time_idx/,
+          `${label}:\n${plan}`,
+        );
+        assert.match(
+          plan,
+          /Index Cond: \(\(symbol = (\$\d+|'S1\/USD'::text)\) AND \("time" >= .*\) AND \("time" < .*\)\)/,
+          `${label}:\n${plan}`,
+        );
+        assert.doesNotMatch(plan, /Seq Scan/, `${label}:\n${plan}`);
+        if (!query.timeZone) {
+          await sameAsView(query, `bulk ${label}`);
+        }
+      }
+      // The tutorial's query on the view: the symbol still reaches the index.
+      const tutorial = (await db.sql.unsafe(
+        `EXPLAIN SELECT * FROM one_day_candle WHERE symbol = 'S1/USD' AND bucket >= NOW() - INTERVAL '14 days'`,
+      )).map((r) => r["QUERY PLAN"]).join("\n");
+      assert.match(
+        tutorial,
+        /Index Cond: \(\(symbol = 'S1\/USD'::text\)/,
+        tutorial,
+      );
+      assert.match(tutorial, /crypto_ticks_symbol_time_idx/, tutorial);
+      assert.doesNotMatch(tutorial, /Seq Scan/, tutorial);
     });
   } finally {
     await db.drop();

@@ -77,31 +77,62 @@ export function isUtc(timeZone: string | undefined): boolean {
   return timeZone === undefined || /^(utc|etc\/utc|gmt|etc\/gmt|z|zulu|universal)$/i.test(timeZone);
 }
 
+/** The date_trunc unit of each interval, as `tickpipe_candles(unit, ...)` takes it. */
+const CANDLE_UNITS: Record<CandleInterval, string> = { "1m": "minute", "1h": "hour", "1d": "day" };
+
+/** How to read candles. */
+export interface FetchOptions {
+  /** The schema mode; read from `tickpipe_migrations` when omitted (one more query). */
+  mode?: SchemaMode | undefined;
+}
+
 /**
- * Reads candles from the candle relations (never the raw ticks): the view in portable
- * mode, the real-time continuous aggregate in TimescaleDB mode. Ordered by bucket.
+ * Reads candles, ordered by bucket. TimescaleDB mode reads the real-time continuous
+ * aggregates (never the raw ticks). Portable mode calls `tickpipe_candles(unit, from, to)`
+ * (migration 003), which PostgreSQL inlines into a `"time"` range scan of the symbol's
+ * ticks on the (symbol, time) index: the view's rows for that bucket range, without the
+ * bucket expression indexes a filter on the view itself would need to be fast.
  */
-export async function fetchCandles(sql: Sql, query: CandleQuery): Promise<Candle[]> {
+export async function fetchCandles(
+  sql: Sql,
+  query: CandleQuery,
+  options: FetchOptions = {},
+): Promise<Candle[]> {
   if (query.from.getTime() >= query.to.getTime()) {
     throw new RangeError("Cannot read candles: the start of the range must be before its end");
   }
+  if (!isUtc(query.timeZone) && query.interval !== "1d") {
+    throw new RangeError("Cannot read candles: a time zone applies to daily candles only");
+  }
+  const mode = options.mode ?? await readCandleMode(sql);
   try {
-    if (query.timeZone !== undefined && !isUtc(query.timeZone)) {
-      if (query.interval !== "1d") {
-        throw new RangeError("Cannot read candles: a time zone applies to daily candles only");
-      }
-      return (await zonedDailyCandles(sql, query, query.timeZone)).map(toCandle);
-    }
-    const rows = await sql<CandleRow[]>`
-      SELECT bucket, symbol, open, high, low, close, volume, vwap, ticks, day_volume
-      FROM ${sql(CANDLE_RELATIONS[query.interval])}
-      WHERE symbol = ${query.symbol}
-        AND bucket >= ${query.from}::timestamptz AND bucket < ${query.to}::timestamptz
-      ORDER BY bucket`;
-    return rows.map(toCandle);
+    return (await candleStatement(sql, query, mode)).map(toCandle);
   } catch (error) {
     throw explain(error);
   }
+}
+
+/**
+ * The statement `fetchCandles` runs for `query` in `mode`, not yet sent (await it, or
+ * nest it in another query, e.g. `EXPLAIN`).
+ */
+export function candleStatement(sql: Sql, query: CandleQuery, mode: SchemaMode) {
+  if (query.timeZone !== undefined && !isUtc(query.timeZone)) {
+    return zonedDailyCandles(sql, query, query.timeZone, mode);
+  }
+  const source = mode === "portable"
+    ? sql`
+      tickpipe_candles(${CANDLE_UNITS[query.interval]}::text,
+        ${query.from}::timestamptz, ${query.to}::timestamptz)
+      WHERE symbol = ${query.symbol}`
+    : sql`
+      ${sql(CANDLE_RELATIONS[query.interval])}
+      WHERE symbol = ${query.symbol}
+        AND bucket >= ${query.from}::timestamptz AND bucket < ${query.to}::timestamptz`;
+  return sql<CandleRow[]>`
+    SELECT bucket, symbol, open, high, low, close, volume, vwap, ticks, day_volume
+    FROM ${source}
+    ORDER BY bucket`;
 }
 
 /**
@@ -110,7 +141,17 @@ export async function fetchCandles(sql: Sql, query: CandleQuery): Promise<Candle
  * The hourly rows are read with a two-day margin (DST days have 23 or 25 hours), and the
  * days then filtered to the range.
  */
-function zonedDailyCandles(sql: Sql, query: CandleQuery, timeZone: string) {
+function zonedDailyCandles(sql: Sql, query: CandleQuery, timeZone: string, mode: SchemaMode) {
+  const hours = mode === "portable"
+    ? sql`
+      tickpipe_candles('hour', ${query.from}::timestamptz - INTERVAL '2 days',
+        ${query.to}::timestamptz + INTERVAL '2 days')
+      WHERE symbol = ${query.symbol}`
+    : sql`
+      one_hour_candle
+      WHERE symbol = ${query.symbol}
+        AND bucket >= ${query.from}::timestamptz - INTERVAL '2 days'
+        AND bucket < ${query.to}::timestamptz + INTERVAL '2 days'`;
   return sql<CandleRow[]>`
     SELECT * FROM (
       SELECT
@@ -124,10 +165,7 @@ function zonedDailyCandles(sql: Sql, query: CandleQuery, timeZone: string) {
         sum(pv) / NULLIF(sum(volume), 0) AS vwap,
         sum(ticks)::integer AS ticks,
         (array_agg(day_volume ORDER BY bucket))[count(*)] AS day_volume
-      FROM one_hour_candle
-      WHERE symbol = ${query.symbol}
-        AND bucket >= ${query.from}::timestamptz - INTERVAL '2 days'
-        AND bucket < ${query.to}::timestamptz + INTERVAL '2 days'
+      FROM ${hours}
       GROUP BY 1, symbol
     ) AS day
     WHERE bucket >= ${query.from}::timestamptz AND bucket < ${query.to}::timestamptz
