@@ -137,7 +137,8 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
     ...options.pipeline,
   });
   const onEvent = (event: TwelveDataEvent) => {
-    if (event.event === "price") pipeline.pushRaw(event);
+    // The client's schema has checked the event: the pipeline's fast path does the rest.
+    if (event.event === "price") pipeline.pushPrice(event);
   };
   const client = new TwelveDataClient({
     ...options.twelveData,

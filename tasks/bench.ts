@@ -19,6 +19,7 @@ import { generatedInstruments, type SimulatorStats } from "../lib/simulator/mod.
 const USAGE = `Usage: deno task bench [--ticks 1000000] [--symbols 50] [--rate max|N] [--json]
                       [--tutorial-ticks N] [--low-rate 20] [--low-rate-seconds 30]
                       [--batch-size 5000] [--flush-ms 100] [--method unnest|copy]
+                      [--memory-cap N]
                       [--skip-copy] [--skip-tutorial] [--skip-low-rate]
 
 Measures tickpipe on this machine, each figure in a fresh database on the configured
@@ -54,6 +55,8 @@ interface BenchOptions {
   lowRateSeconds: number;
   maxBatch: number;
   flushMs: number;
+  /** Rows in memory before the spool (the pipeline's default when undefined). */
+  memoryCap: number | undefined;
   method: WriteMethod | undefined;
   skipCopy: boolean;
   skipTutorial: boolean;
@@ -287,6 +290,8 @@ interface RssSample {
   rssMb: number;
   /** V8 heap in use, and memory outside it (ArrayBuffers, socket buffers). */
   heapMb: number;
+  /** V8 heap reserved (used + free). */
+  heapTotalMb: number;
   externalMb: number;
   written: number;
 }
@@ -352,6 +357,7 @@ async function endToEnd(
       atMs: performance.now() - started,
       rssMb: memory.rss / MB,
       heapMb: memory.heapUsed / MB,
+      heapTotalMb: memory.heapTotal / MB,
       externalMb: memory.external / MB,
       written,
     });
@@ -398,6 +404,7 @@ async function endToEnd(
         maxBatch: options.maxBatch,
         maxWaitMs: options.flushMs,
         afterCommit,
+        ...(options.memoryCap ? { memoryCap: options.memoryCap } : {}),
         ...(options.method ? { method: options.method } : {}),
       },
     });
@@ -765,6 +772,8 @@ function toJson(r: Results): Record<string, unknown> {
       "100%": round(e2e.rssAtMb.q100),
     },
     rss_samples_mb: e2e.rssSamples.map((s) => round(s.rssMb)),
+    heap_samples_mb: e2e.rssSamples.map((s) => round(s.heapMb)),
+    heap_total_samples_mb: e2e.rssSamples.map((s) => round(s.heapTotalMb)),
     rss_before_ingest_mb: round(e2e.rssSamples[0]!.rssMb),
     peak_heap_used_mb: round(e2e.peakHeapMb),
     peak_external_mb: round(e2e.peakExternalMb),
@@ -882,9 +891,9 @@ function toTable(r: Results): string {
     `tickpipe bench: ${
       int(e2e.ticks)
     } ticks, ${r.options.symbols} symbols, simulator rate ${r.options.rate}`,
-    `pipeline: batch ${r.options.maxBatch}, flush ${r.options.flushMs} ms, write method ${
-      r.options.method ?? "default"
-    }`,
+    `pipeline: batch ${r.options.maxBatch}, flush ${r.options.flushMs} ms, memory cap ${
+      int(r.options.memoryCap ?? BATCHER_DEFAULTS.memoryCap)
+    }, write method ${r.options.method ?? "default"}`,
     `machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GiB, ${m.os}; PostgreSQL ${m.postgres} (${m.database}); Deno ${m.deno}`,
     "",
     line(header),
@@ -906,6 +915,7 @@ export function run(args: string[]): Promise<number> {
       "low-rate-seconds": { type: "string" },
       "batch-size": { type: "string" },
       "flush-ms": { type: "string" },
+      "memory-cap": { type: "string" },
       method: { type: "string" },
       "skip-copy": { type: "boolean" },
       "skip-tutorial": { type: "boolean" },
@@ -930,6 +940,9 @@ export function run(args: string[]): Promise<number> {
       lowRateSeconds: positive("low-rate-seconds", values["low-rate-seconds"], 30, false),
       maxBatch: positive("batch-size", values["batch-size"], BATCHER_DEFAULTS.maxBatch),
       flushMs: positive("flush-ms", values["flush-ms"], BATCHER_DEFAULTS.maxWaitMs),
+      memoryCap: values["memory-cap"] === undefined
+        ? undefined
+        : positive("memory-cap", values["memory-cap"], 0),
       method: methodOf(values.method),
       skipCopy: values["skip-copy"] ?? false,
       skipTutorial: values["skip-tutorial"] ?? false,

@@ -5,7 +5,8 @@ import { connect } from "../lib/db/connection.ts";
 import { startEmbedded, stopEmbedded } from "../lib/db/embedded.ts";
 import { migrate } from "../lib/db/migrations.ts";
 import { IngestPipeline } from "../lib/pipeline/pipeline.ts";
-import { validateTick } from "../lib/pipeline/tick.ts";
+import { TickSequencer } from "../lib/pipeline/sequencer.ts";
+import { checkPriceFields, type PriceFields, validateTick } from "../lib/pipeline/tick.ts";
 import { createTestDatabase } from "./_support/db.ts";
 import { makeTicks } from "./_support/ticks.ts";
 
@@ -70,6 +71,80 @@ Deno.test("validateTick rejects malformed ticks and converts millisecond timesta
   for (const [raw, reason] of cases) {
     const result = validateTick(raw, { nowMs: now });
     assert.deepEqual(result, { ok: false, reason }, JSON.stringify(raw));
+  }
+});
+
+Deno.test("The price-event fast path keeps validateTick's rules and builds the same rows", () => {
+  const now = Date.UTC(2026, 0, 1, 12);
+  // As the client delivers it: its schema has checked types, finiteness and signs.
+  const good: PriceFields = {
+    symbol: "BTC/USD",
+    timeMs: now,
+    price: 42000.5,
+    bid: 42000,
+    ask: 42001,
+    day_volume: 12.5,
+    currency_base: "Bitcoin",
+    currency_quote: "US Dollar",
+  };
+  assert.equal(checkPriceFields(good, now), undefined);
+  for (const symbol of ["^GSPC", "BRK.B", "EUR=X", "XETR:SAP", "BTC-USD", "A_B"]) {
+    assert.equal(checkPriceFields({ ...good, symbol }, now), undefined, symbol);
+  }
+  const cases: [Partial<PriceFields>, string][] = [
+    [{ symbol: "'; DROP TABLE crypto_ticks;--" }, "invalid symbol"],
+    [{ symbol: "BTC\tUSD" }, "invalid symbol"],
+    [{ symbol: "X".repeat(33) }, "invalid symbol"],
+    [{ price: 2e9 }, "invalid price"],
+    [{ timeMs: now + 3600_000 }, "timestamp out of range"],
+  ];
+  for (const [change, reason] of cases) {
+    const event = { ...good, ...change };
+    assert.equal(checkPriceFields(event, now), reason, JSON.stringify(change));
+    // validateTick, on the same event in its wire shape, agrees.
+    const wire = { ...event, timestamp: event.timeMs / 1000 };
+    assert.deepEqual(validateTick(wire, { nowMs: now }), { ok: false, reason });
+  }
+  const slow = new TickSequencer();
+  const fast = new TickSequencer();
+  for (let i = 0; i < 5; i++) {
+    const event = { ...good, timeMs: now + (i >> 1) * 1000, day_volume: 12.5 + i };
+    const checked = validateTick({ ...event, timestamp: event.timeMs / 1000, receivedAt: i });
+    assert.ok(checked.ok);
+    assert.deepEqual(fast.assignPrice(event, i), slow.assign(checked.tick));
+  }
+  assert.equal(fast.name("BTC/USD"), "Bitcoin/US Dollar");
+  assert.equal(fast.name("BTC/USD"), slow.name("BTC/USD"));
+});
+
+Deno.test("Pipeline pushPrice rejects by reason and writes the valid events", async () => {
+  const db = await createTestDatabase();
+  const dataDir = await tempDir("tickpipe-pipe-");
+  try {
+    const pipeline = await IngestPipeline.open(db.sql, { dataDir });
+    const now = Date.now();
+    const event = { symbol: "BTC/USD", timeMs: now, price: 1, day_volume: 5 };
+    assert.equal(pipeline.pushPrice(event), "queued");
+    assert.equal(pipeline.pushPrice({ ...event, price: 1e10 }), "rejected");
+    assert.equal(pipeline.pushPrice({ ...event, symbol: "x'--" }), "rejected");
+    assert.equal(pipeline.pushPrice({ ...event, timeMs: now + 3600_000 }), "rejected");
+    await pipeline.flush();
+    const stats = pipeline.stats();
+    await pipeline.close();
+    assert.equal(stats.received, 4);
+    assert.equal(stats.written, 1);
+    assert.deepEqual(stats.rejectedByReason, {
+      "invalid price": 1,
+      "invalid symbol": 1,
+      "timestamp out of range": 1,
+    });
+    const [row] = await db.sql`SELECT (extract(epoch FROM "time") * 1000)::bigint::text AS ms,
+      day_volume::float8 AS dv FROM crypto_ticks`;
+    assert.equal(row!.ms, String(now));
+    assert.equal(row!.dv, 5);
+  } finally {
+    await db.drop();
+    await Deno.remove(dataDir, { recursive: true });
   }
 });
 

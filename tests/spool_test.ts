@@ -86,3 +86,42 @@ Deno.test("Spool skips a torn last line left by a crash mid-write", async () => 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Spool drains a large segment one chunk at a time, holding only that chunk", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tickpipe-spool-" });
+  try {
+    const rows = makeRows(20_000, { symbols: 7 });
+    const spool = await Spool.open(dir, { chunkRows: 500, segmentBytes: 1024 ** 3 });
+    for (const row of rows) assert.equal(spool.append(row), true);
+    spool.close();
+    const files = [...Deno.readDirSync(dir)];
+    assert.equal(files.length, 1, "one segment");
+
+    const again = await Spool.open(dir, { chunkRows: 500 });
+    assert.equal(again.rows, 20_000);
+    const ids = new Set<string>();
+    const drained: Row[] = [];
+    let chunks = 0;
+    for (let chunk = await again.next(); chunk; chunk = await again.next()) {
+      assert.equal(chunk.rows.length, 500);
+      assert.equal(again.rowsInMemory, 500, "only the chunk handed out is in memory");
+      assert.equal(await again.next(), chunk, "the same chunk until it is acknowledged");
+      ids.add(chunk.id);
+      drained.push(...chunk.rows);
+      chunks++;
+      await again.ack(chunk);
+      assert.equal(again.rowsInMemory, 0);
+      assert.equal(again.rows, 20_000 - chunks * 500);
+    }
+    assert.equal(chunks, 40);
+    assert.equal(ids.size, 40);
+    assert.deepEqual(strip(drained), strip(rows));
+    // Symbols read back are shared strings, not one copy per row.
+    assert.equal(new Set(drained.map((r) => r.symbol)).size, 7);
+    assert.equal(again.bytes, 0);
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "the segment is removed after its last ack");
+    again.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

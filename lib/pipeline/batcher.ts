@@ -11,7 +11,7 @@ export interface BatcherOptions {
   maxWaitMs?: number;
   /** Rows held in memory at which `full` turns true: producers should wait on `ready()`. */
   highWater?: number;
-  /** Hard cap on rows in memory; beyond it rows go to the spool (default 200,000). */
+  /** Hard cap on rows in memory; beyond it rows go to the spool (default 50,000). */
   memoryCap?: number;
   /** Where rows go beyond `memoryCap`; without one they are dropped (counted, logged). */
   spool?: Spool | undefined;
@@ -22,14 +22,16 @@ export interface BatcherOptions {
  * Defaults, measured on 2 cores with PostgreSQL on the same machine (tasks/_bench_writer.ts,
  * tasks/_bench_pipeline.ts): the unnest write reaches ~100k rows/s at 1000 rows per batch and
  * flattens at ~110k from 5000 (20,000 gains nothing, costs latency); 100 ms keeps a quiet
- * feed's latency low while a busy one fills batches by size first. 200,000 rows in memory
- * are ~40 MB of Row objects, about 2 s at 100k ticks/s, before ticks go to the spool.
+ * feed's latency low while a busy one fills batches by size first. 50,000 rows in memory
+ * (~12 MB of Row objects, ~0.4 s of writing) before ticks go to the spool: with 200,000 the
+ * ingester's peak RSS under overload was ~400 MB against ~250 MB (`deno task bench
+ * --memory-cap N`), as rows that wait seconds all end up in V8's old generation.
  */
 export const BATCHER_DEFAULTS = {
   maxBatch: 5000,
   maxWaitMs: 100,
   highWater: 20_000,
-  memoryCap: 200_000,
+  memoryCap: 50_000,
 } as const;
 
 /** Where `push` put a row. */

@@ -5,7 +5,13 @@ import type { Batch } from "./batch.ts";
 import { Batcher, BATCHER_DEFAULTS, type PushResult } from "./batcher.ts";
 import { seedState, TickSequencer } from "./sequencer.ts";
 import { Spool } from "./spool.ts";
-import { RejectCounter, type Tick, validateTick } from "./tick.ts";
+import {
+  checkPriceFields,
+  type PriceFields,
+  RejectCounter,
+  type Tick,
+  validateTick,
+} from "./tick.ts";
 import { TickWriter, type WriteMethod } from "./writer.ts";
 
 /** Settings of `IngestPipeline.open`. */
@@ -20,7 +26,7 @@ export interface PipelineOptions {
   maxWaitMs?: number;
   /** Rows in memory at which `full` turns true (default 20,000). */
   highWater?: number;
-  /** Rows in memory beyond which ticks go to the spool (default 200,000). */
+  /** Rows in memory beyond which ticks go to the spool (default 50,000). */
   memoryCap?: number;
   /** Bound on the spool's size on disk (default 1 GiB). */
   spoolMaxBytes?: number;
@@ -198,6 +204,25 @@ export class IngestPipeline {
       return "rejected";
     }
     return this.push(result.tick);
+  }
+
+  /**
+   * Pushes a `price` event the Twelve Data client has already parsed and checked with its
+   * schema: only the rules that schema does not enforce are checked here (`checkPriceFields`),
+   * and the row is built straight from the event. Rejections are counted by reason.
+   */
+  pushPrice(event: PriceFields): PushResult | "rejected" {
+    const reason = checkPriceFields(event, Date.now());
+    if (reason !== undefined) {
+      this.#received++;
+      this.#rejects.add(reason);
+      return "rejected";
+    }
+    this.#received++;
+    if (this.#closing) throw new TypeError("Cannot push to a closed pipeline");
+    const result = this.#batcher.push(this.#sequencer.assignPrice(event, performance.now()));
+    if (result !== "dropped") this.#accepted++;
+    return result;
   }
 
   /** Counts a tick rejected upstream (e.g. a malformed frame) with its reason. */

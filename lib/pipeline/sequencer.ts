@@ -1,5 +1,5 @@
 import type { Sql } from "postgres";
-import type { Tick } from "./tick.ts";
+import { currencyName, type PriceFields, type Tick } from "./tick.ts";
 
 /**
  * One `crypto_ticks` row, final: `seq` and `volume` are assigned once, when the tick is
@@ -102,6 +102,41 @@ export class TickSequencer {
     } else if (s.name === undefined && tick.currencyBase) {
       s.name = assetName(tick);
     }
+    return this.#row(s, tick, tick.dayVolume ?? null, tick.receivedAt);
+  }
+
+  /**
+   * As `assign`, straight from a checked `price` event (see `checkPriceFields`): no
+   * intermediate `Tick`.
+   */
+  assignPrice(event: PriceFields, receivedAt: number): Row {
+    let s = this.#state.get(event.symbol);
+    if (!s) {
+      s = {
+        lastSeq: -Infinity,
+        prevDayVolume: NaN,
+        prevDay: -Infinity,
+        name: currencyName(event.currency_base, event.currency_quote),
+      };
+      this.#state.set(event.symbol, s);
+    } else if (s.name === undefined && event.currency_base) {
+      s.name = currencyName(event.currency_base, event.currency_quote);
+    }
+    return this.#row(s, event, event.day_volume ?? null, receivedAt);
+  }
+
+  #row(
+    s: SymbolState,
+    tick: {
+      symbol: string;
+      timeMs: number;
+      price: number;
+      bid?: number | undefined;
+      ask?: number | undefined;
+    },
+    dayVolume: number | null,
+    receivedAt: number,
+  ): Row {
     const t = tick.timeMs * 1000;
     let seq: number;
     if (t > s.lastSeq) {
@@ -113,7 +148,6 @@ export class TickSequencer {
       seq = t;
     }
     let volume: number | null = null;
-    const dayVolume = tick.dayVolume ?? null;
     if (dayVolume !== null) {
       const day = Math.floor(tick.timeMs / DAY_MS);
       const prev = s.prevDayVolume;
@@ -140,7 +174,7 @@ export class TickSequencer {
       ask: tick.ask ?? null,
       volume,
       seq,
-      receivedAt: tick.receivedAt,
+      receivedAt,
     };
   }
 }

@@ -23,7 +23,10 @@ interface Segment {
 }
 
 interface ReadingSegment extends Segment {
-  chunks: Batch[];
+  reader: SegmentReader;
+  /** The chunk `next` returned, until it is acknowledged. */
+  current: Batch | undefined;
+  /** Rows of this segment acknowledged so far. */
   acked: number;
 }
 
@@ -39,39 +42,131 @@ function rowLine(r: Row): string {
     (r.bid ?? "") + "\t" + (r.ask ?? "") + "\t" + (r.volume ?? "") + "\t" + r.seq + "\n";
 }
 
-function num(field: string | undefined): number | null {
-  return field === undefined || field === "" ? null : Number(field);
+const READ_BLOCK = 128 * 1024;
+const MAX_INTERNED = 10_000;
+
+/** A copy of `text` that does not keep alive the larger string it was sliced from. */
+function detached(text: string): string {
+  return JSON.parse(JSON.stringify(text)) as string;
 }
 
-/** Parses a segment's text into its chunks; a torn last line (a crash mid-write) is skipped. */
-function parseSegment(text: string): Batch[] {
-  const chunks: Batch[] = [];
-  let current: Batch | undefined;
-  for (const line of text.split("\n")) {
-    if (line.startsWith("@")) {
-      current = { id: line.slice(1), rows: [], spooled: true };
-      chunks.push(current);
-      continue;
+/** The number in `line` between `start` and `end`, null when empty. */
+function field(line: string, start: number, end: number): number | null {
+  return end === start ? null : Number(line.slice(start, end));
+}
+
+/**
+ * Reads a segment one chunk at a time (a chunk is complete when the next header or the end
+ * of the file is reached), so draining a spool holds one chunk and one read block in memory
+ * rather than the whole segment. A torn last line (a crash mid-write: no newline) is skipped.
+ */
+class SegmentReader {
+  #file: Deno.FsFile;
+  #decoder = new TextDecoder();
+  #block = new Uint8Array(READ_BLOCK);
+  #symbols: Map<string, string>;
+  #text = "";
+  #pos = 0;
+  #eof = false;
+  #pending: Batch | undefined;
+  /** Rows read so far. */
+  rows = 0;
+  /** True once the last chunk has been returned. */
+  ended = false;
+
+  private constructor(file: Deno.FsFile, symbols: Map<string, string>) {
+    this.#file = file;
+    this.#symbols = symbols;
+  }
+
+  /** Opens `path`; `symbols` interns symbol strings across readers. */
+  static async open(path: string, symbols: Map<string, string>): Promise<SegmentReader> {
+    return new SegmentReader(await Deno.open(path, { read: true }), symbols);
+  }
+
+  /** The next chunk with at least one row, or undefined at the end of the segment. */
+  async next(): Promise<Batch | undefined> {
+    while (!this.ended) {
+      const nl = this.#text.indexOf("\n", this.#pos);
+      if (nl === -1) {
+        if (!this.#eof) {
+          await this.#fill();
+          continue;
+        }
+        this.ended = true;
+        this.#text = "";
+        const last = this.#pending;
+        this.#pending = undefined;
+        if (last && last.rows.length > 0) return last;
+        return undefined;
+      }
+      const start = this.#pos;
+      this.#pos = nl + 1;
+      if (this.#text.charCodeAt(start) === 64 /* @ */) {
+        const done = this.#pending;
+        this.#pending = { id: detached(this.#text.slice(start + 1, nl)), rows: [], spooled: true };
+        if (done && done.rows.length > 0) return done;
+        continue;
+      }
+      if (this.#pending) this.#parseRow(this.#text.slice(start, nl), this.#pending.rows);
     }
-    const f = line.split("\t");
-    if (f.length !== 8 || !current) continue;
-    const timeMs = Number(f[0]);
-    const price = Number(f[2]);
-    const seq = Number(f[7]);
-    if (!Number.isFinite(timeMs) || !Number.isFinite(price) || !Number.isFinite(seq)) continue;
-    current.rows.push({
+    return undefined;
+  }
+
+  /** Closes the file (idempotent). */
+  close(): void {
+    try {
+      this.#file.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  async #fill(): Promise<void> {
+    const n = await this.#file.read(this.#block);
+    const rest = this.#text.slice(this.#pos);
+    this.#pos = 0;
+    if (n === null) {
+      this.#eof = true;
+      this.#text = rest + this.#decoder.decode();
+      this.close();
+    } else {
+      this.#text = rest + this.#decoder.decode(this.#block.subarray(0, n), { stream: true });
+    }
+  }
+
+  #parseRow(line: string, into: Row[]): void {
+    const t: number[] = [];
+    let at = line.indexOf("\t");
+    while (at !== -1 && t.length < 8) {
+      t.push(at);
+      at = line.indexOf("\t", at + 1);
+    }
+    if (t.length !== 7) return;
+    const timeMs = Number(line.slice(0, t[0]));
+    const price = Number(line.slice(t[1]! + 1, t[2]));
+    const seq = Number(line.slice(t[6]! + 1));
+    if (!Number.isFinite(timeMs) || !Number.isFinite(price) || !Number.isFinite(seq)) return;
+    const raw = line.slice(t[0]! + 1, t[1]);
+    let symbol = this.#symbols.get(raw);
+    if (symbol === undefined) {
+      if (this.#symbols.size >= MAX_INTERNED) this.#symbols.clear();
+      symbol = detached(raw);
+      this.#symbols.set(symbol, symbol);
+    }
+    into.push({
       timeMs,
-      symbol: f[1]!,
+      symbol,
       price,
-      dayVolume: num(f[3]),
-      bid: num(f[4]),
-      ask: num(f[5]),
-      volume: num(f[6]),
+      dayVolume: field(line, t[2]! + 1, t[3]!),
+      bid: field(line, t[3]! + 1, t[4]!),
+      ask: field(line, t[4]! + 1, t[5]!),
+      volume: field(line, t[5]! + 1, t[6]!),
       seq,
       receivedAt: NaN,
     });
+    this.rows++;
   }
-  return chunks.filter((c) => c.rows.length > 0);
 }
 
 function writeAllSync(file: Deno.FsFile, data: Uint8Array): void {
@@ -94,8 +189,11 @@ export class Spool {
   #logger: Logger;
   #sealed: Segment[] = [];
   #reading: ReadingSegment | undefined;
+  #symbols = new Map<string, string>();
   #active: { file: Deno.FsFile; path: string; rows: number; bytes: number } | undefined;
-  #buf = "";
+  /** Write buffer: lines are copied in as bytes (no string concatenation to flatten later). */
+  #buf = new Uint8Array(WRITE_THRESHOLD + 64 * 1024);
+  #fill = 0;
   #chunkFill = 0;
   #counter = FIRST_SEGMENT - 1;
   #rows = 0;
@@ -125,20 +223,22 @@ export class Spool {
     for (const name of names) {
       const path = join(dir, name);
       spool.#counter = Math.max(spool.#counter, Number(SEGMENT_RE.exec(name)![1]));
-      const text = await Deno.readTextFile(path);
-      const chunks = parseSegment(text);
-      let rows = 0;
-      for (const chunk of chunks) {
-        rows += chunk.rows.length;
-        if (options.onLeftoverRow) { for (const row of chunk.rows) options.onLeftoverRow(row); }
+      const { size } = await Deno.stat(path);
+      const reader = await SegmentReader.open(path, spool.#symbols);
+      try {
+        for (let chunk = await reader.next(); chunk; chunk = await reader.next()) {
+          if (options.onLeftoverRow) { for (const row of chunk.rows) options.onLeftoverRow(row); }
+        }
+      } finally {
+        reader.close();
       }
-      if (rows === 0) {
+      if (reader.rows === 0) {
         await Deno.remove(path);
         continue;
       }
-      spool.#sealed.push({ path, rows, bytes: text.length });
-      spool.#rows += rows;
-      spool.#bytes += text.length;
+      spool.#sealed.push({ path, rows: reader.rows, bytes: size });
+      spool.#rows += reader.rows;
+      spool.#bytes += size;
     }
     if (spool.#rows > 0) {
       spool.#logger.info(
@@ -171,16 +271,16 @@ export class Spool {
     if (this.#bytes + size > this.#maxBytes) return false;
     const active = this.#active ?? this.#openActive();
     if (header) {
-      this.#buf += "@" + crypto.randomUUID() + "\n";
+      this.#put("@" + crypto.randomUUID() + "\n");
       this.#chunkFill = 0;
     }
-    this.#buf += line;
+    this.#put(line);
     this.#chunkFill++;
     active.rows++;
     active.bytes += size;
     this.#rows++;
     this.#bytes += size;
-    if (this.#buf.length >= WRITE_THRESHOLD) this.#writeBuffer();
+    if (this.#fill >= WRITE_THRESHOLD) this.#writeBuffer();
     if (active.bytes >= this.#segmentBytes) this.#seal();
     return true;
   }
@@ -192,7 +292,7 @@ export class Spool {
     for (const row of batch.rows) text += rowLine(row);
     if (this.#bytes + text.length > this.#maxBytes) return false;
     const active = this.#active ?? this.#openActive();
-    this.#buf += text;
+    this.#put(text);
     this.#chunkFill = 0;
     active.rows += batch.rows.length;
     active.bytes += text.length;
@@ -241,36 +341,54 @@ export class Spool {
   /**
    * The oldest chunk not yet acknowledged, or undefined when the spool is empty. Returns the
    * same chunk until it is acknowledged. Seals the active segment when it is all that is left.
+   * Segments are read chunk by chunk: only the chunk handed out is held in memory.
    */
   async next(): Promise<Batch | undefined> {
-    if (!this.#reading) {
+    while (true) {
+      const reading = this.#reading;
+      if (reading) {
+        if (reading.current) return reading.current;
+        const chunk = await reading.reader.next();
+        if (chunk) return (reading.current = chunk);
+        await this.#finishSegment();
+        continue;
+      }
       if (this.#sealed.length === 0) {
         if (!this.#active || this.#active.rows === 0) return undefined;
         this.#seal();
       }
       const segment = this.#sealed[0]!;
-      const chunks = parseSegment(await Deno.readTextFile(segment.path));
+      const reader = await SegmentReader.open(segment.path, this.#symbols);
       this.#sealed.shift();
-      this.#reading = { ...segment, chunks, acked: 0 };
+      this.#reading = { ...segment, reader, current: undefined, acked: 0 };
     }
-    return this.#reading.chunks[this.#reading.acked];
   }
 
   /** Marks the chunk `next` returned as written; removes its segment once all are. */
   async ack(batch: Batch): Promise<void> {
     const reading = this.#reading;
-    if (!reading || reading.chunks[reading.acked] !== batch) {
+    if (!reading || reading.current !== batch) {
       throw new TypeError("Cannot acknowledge a spool chunk out of order");
     }
-    reading.acked++;
+    reading.current = undefined;
+    reading.acked += batch.rows.length;
     this.#rows -= batch.rows.length;
-    if (reading.acked === reading.chunks.length) {
-      // Rows a torn line lost are no longer counted anywhere.
-      this.#rows -= reading.rows - reading.chunks.reduce((n, c) => n + c.rows.length, 0);
-      this.#bytes -= reading.bytes;
-      this.#reading = undefined;
-      await Deno.remove(reading.path);
-    }
+    if (reading.reader.ended) await this.#finishSegment();
+  }
+
+  /** Rows of the spool currently held in memory (the chunk handed out by `next`). */
+  get rowsInMemory(): number {
+    return this.#reading?.current?.rows.length ?? 0;
+  }
+
+  async #finishSegment(): Promise<void> {
+    const reading = this.#reading!;
+    reading.reader.close();
+    // Rows a torn line lost are no longer counted anywhere.
+    this.#rows -= reading.rows - reading.acked;
+    this.#bytes -= reading.bytes;
+    this.#reading = undefined;
+    await Deno.remove(reading.path);
   }
 
   /** Sets a batch the database refuses aside in `failed/` with the reason, instead of retrying forever. */
@@ -293,6 +411,7 @@ export class Spool {
   /** Writes the buffer out, fsyncs and closes the active segment; nothing is lost. */
   close(): void {
     if (this.#closed) return;
+    this.#reading?.reader.close();
     if (this.#active) this.#seal();
     this.#closed = true;
   }
@@ -306,9 +425,31 @@ export class Spool {
   }
 
   #writeBuffer(): void {
-    if (!this.#active || this.#buf.length === 0) return;
-    writeAllSync(this.#active.file, encoder.encode(this.#buf));
-    this.#buf = "";
+    if (!this.#active || this.#fill === 0) return;
+    writeAllSync(this.#active.file, this.#buf.subarray(0, this.#fill));
+    this.#fill = 0;
+  }
+
+  /** Copies `text` into the write buffer (ASCII byte by byte, anything else encoded). */
+  #put(text: string): void {
+    if (this.#fill + text.length * 3 > this.#buf.length) {
+      this.#writeBuffer();
+      if (text.length * 3 > this.#buf.length) {
+        writeAllSync(this.#active!.file, encoder.encode(text));
+        return;
+      }
+    }
+    const buf = this.#buf;
+    let at = this.#fill;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c > 127) {
+        at += encoder.encodeInto(text.slice(i), buf.subarray(at)).written;
+        break;
+      }
+      buf[at++] = c;
+    }
+    this.#fill = at;
   }
 
   #seal(): void {

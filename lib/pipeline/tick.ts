@@ -131,6 +131,46 @@ export function validateTick(
   };
 }
 
+/**
+ * A `price` event as the Twelve Data client delivers it, already through its zod schema:
+ * a non-empty symbol, finite numbers, price > 0, amounts >= 0, `timeMs` from 2000 on.
+ */
+export interface PriceFields {
+  symbol: string;
+  /** Event time, epoch milliseconds. */
+  timeMs: number;
+  price: number;
+  bid?: number | undefined;
+  ask?: number | undefined;
+  day_volume?: number | undefined;
+  currency_base?: string | undefined;
+  currency_quote?: string | undefined;
+}
+
+/**
+ * The checks `validateTick` makes that the client's schema does not (symbol charset and
+ * length, `MAX_PRICE`, at most `MAX_FUTURE_MS` ahead): the rejection reason, or undefined
+ * when the event is usable. The fast path for trusted events, allocation-free.
+ */
+export function checkPriceFields(event: PriceFields, nowMs: number): RejectReason | undefined {
+  if (!SYMBOL_RE.test(event.symbol)) return "invalid symbol";
+  if (!(event.price > 0 && event.price <= MAX_PRICE)) return "invalid price";
+  const timeMs = event.timeMs;
+  if (!(timeMs >= MIN_TIME_MS && timeMs <= nowMs + MAX_FUTURE_MS)) return "timestamp out of range";
+  return undefined;
+}
+
+/** The asset name of an event's currency fields: "Bitcoin/US Dollar", "Bitcoin" or undefined. */
+export function currencyName(
+  base: string | undefined,
+  quote: string | undefined,
+): string | undefined {
+  const b = optionalText(base);
+  if (!b) return undefined;
+  const q = optionalText(quote);
+  return q ? `${b}/${q}` : b;
+}
+
 /** Counts rejected ticks by reason; the ingest task logs the counts rate-limited. */
 export class RejectCounter {
   #counts = new Map<string, number>();

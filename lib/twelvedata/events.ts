@@ -118,6 +118,36 @@ function malformed(reason: string): MalformedFrame {
   return { event: "malformed", reason };
 }
 
+const PRICE_KEYS = new Set(Object.keys(PriceSchema.shape));
+const PRICE_AMOUNTS = ["bid", "ask", "day_volume"] as const;
+const PRICE_TEXTS = ["currency_base", "currency_quote", "currency", "exchange", "mic_code", "type"];
+
+/**
+ * `PriceSchema`'s rules checked by hand (the hot path: ~2x faster than `safeParse` and no
+ * garbage): true when the schema would accept `value` and return it unchanged, i.e. it has
+ * no key the schema would strip. Anything else goes through the schema, which names the
+ * problem.
+ */
+function isPlainPrice(value: Record<string, unknown>): boolean {
+  const { symbol, timestamp, price } = value;
+  if (typeof symbol !== "string" || symbol.length === 0) return false;
+  if (typeof timestamp !== "number" || !(timestamp > 0) || !Number.isFinite(timestamp)) {
+    return false;
+  }
+  if (typeof price !== "number" || !(price > 0 && price < MAX_PRICE)) return false;
+  for (const key of PRICE_AMOUNTS) {
+    const amount = value[key];
+    if (amount === undefined) continue;
+    if (typeof amount !== "number" || !(amount >= 0) || !Number.isFinite(amount)) return false;
+  }
+  for (const key of PRICE_TEXTS) {
+    const text = value[key];
+    if (text !== undefined && typeof text !== "string") return false;
+  }
+  for (const key in value) if (!PRICE_KEYS.has(key)) return false;
+  return true;
+}
+
 /** Converts a Twelve Data timestamp (seconds, or milliseconds when above 1e12) to epoch ms. */
 export function timestampToMs(timestamp: number): number {
   return timestamp > MS_THRESHOLD ? Math.round(timestamp) : Math.round(timestamp * 1000);
@@ -143,6 +173,9 @@ export function parseFrame(
   const name = (value as { event?: unknown }).event;
   if (typeof name !== "string") return malformed("no event name");
   if (!KNOWN_EVENTS.has(name)) return { event: "unknown", name, payload: value };
+  if (name === "price" && isPlainPrice(value as Record<string, unknown>)) {
+    return withTime(value as z.output<typeof PriceSchema>, nowMs);
+  }
   const result = FrameSchema.safeParse(value);
   if (!result.success) {
     const issue = result.error.issues[0];
@@ -151,6 +184,14 @@ export function parseFrame(
   }
   const event = result.data;
   if (event.event !== "price") return event;
+  return withTime(event, nowMs);
+}
+
+/** Adds `timeMs` to a checked price event, or reports a timestamp out of range. */
+function withTime(
+  event: z.output<typeof PriceSchema>,
+  nowMs: number,
+): PriceEvent | MalformedFrame {
   const timeMs = timestampToMs(event.timestamp);
   if (timeMs < MIN_TIME_MS || timeMs > nowMs + MAX_FUTURE_MS) {
     return malformed(`price: timestamp ${event.timestamp} is out of range`);
