@@ -1,10 +1,12 @@
--- OHLCV candles on TimescaleDB 2.20 or later: hierarchical continuous aggregates
+-- OHLCV candles on TimescaleDB 2.9 or later: hierarchical continuous aggregates
 -- (1 minute from the ticks, 1 hour from the minutes, 1 day from the hours), all real-time.
+-- Their columnstore follows, from 003_candles_columnstore.timescaledb.sql (2.18+) or
+-- 003_candles_columnstore.timescaledb_legacy.sql (the compression API, before 2.20).
 --
 -- Versions: hierarchical continuous aggregates need 2.9; real-time aggregation has been off
 -- by default since 2.13, so every level sets timescaledb.materialized_only = false; the
 -- columnstore options (timescaledb.enable_columnstore, timescaledb.segmentby) and
--- add_columnstore_policy need 2.18 (the legacy file uses the compression API instead);
+-- add_columnstore_policy need 2.18 (the legacy columnstore file uses the compression API);
 -- first()/last()/time_bucket() and add_continuous_aggregate_policy() exist in every 2.x.
 --
 -- WITH NO DATA: migrations run inside a transaction, and a continuous aggregate created
@@ -90,18 +92,3 @@ SELECT add_continuous_aggregate_policy('one_hour_candle',
 SELECT add_continuous_aggregate_policy('one_day_candle',
   start_offset => INTERVAL '7 days', end_offset => INTERVAL '1 hour',
   schedule_interval => INTERVAL '1 hour', if_not_exists => true);
-
--- Segmented by symbol (the default changed to unsegmented in 2.25), ordered by bucket.
-ALTER MATERIALIZED VIEW one_minute_candle SET (
-  timescaledb.enable_columnstore = true,
-  timescaledb.segmentby = 'symbol',
-  timescaledb.orderby = 'bucket DESC'
-);
-CALL add_columnstore_policy('one_minute_candle', after => INTERVAL '7 days', if_not_exists => true);
-
-ALTER MATERIALIZED VIEW one_hour_candle SET (
-  timescaledb.enable_columnstore = true,
-  timescaledb.segmentby = 'symbol',
-  timescaledb.orderby = 'bucket DESC'
-);
-CALL add_columnstore_policy('one_hour_candle', after => INTERVAL '35 days', if_not_exists => true);

@@ -7,7 +7,10 @@ import ticksTimescaleLegacy from "../../sql/001_ticks.timescaledb_legacy.sql" wi
 import ingestBatches from "../../sql/002_ingest_batches.sql" with { type: "text" };
 import candlesPortable from "../../sql/003_candles.portable.sql" with { type: "text" };
 import candlesTimescale from "../../sql/003_candles.timescaledb.sql" with { type: "text" };
-import candlesTimescaleLegacy from "../../sql/003_candles.timescaledb_legacy.sql" with {
+import candlesColumnstore from "../../sql/003_candles_columnstore.timescaledb.sql" with {
+  type: "text",
+};
+import candlesCompression from "../../sql/003_candles_columnstore.timescaledb_legacy.sql" with {
   type: "text",
 };
 
@@ -40,8 +43,9 @@ export const MIGRATIONS: Migration[] = [
     version: 3,
     name: "candles",
     portable: candlesPortable,
-    timescaledb: candlesTimescale,
-    timescaledbLegacy: candlesTimescaleLegacy,
+    // The aggregates are the same on every version; only their columnstore API differs.
+    timescaledb: `${candlesTimescale}\n${candlesColumnstore}`,
+    timescaledbLegacy: `${candlesTimescale}\n${candlesCompression}`,
   },
 ];
 
