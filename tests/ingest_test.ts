@@ -300,3 +300,35 @@ Deno.test("ingest refuses a database without the schema, and a bad key, with one
     await db.drop();
   }
 });
+
+Deno.test("demo runs setup, ingests from the simulator and prints candles, all rows accounted for", async () => {
+  const db = await createTestDatabase({ migrate: false });
+  const dataDir = await Deno.makeTempDir({ prefix: "tickpipe-demo-" });
+  try {
+    const result = await runDeno("tasks/demo.ts", ["--duration", "2", "--rate", "50"], {
+      env: { DATABASE_URL: databaseUrl(db.config), TICKPIPE_DATA_DIR: dataDir },
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stdout,
+      /^(PostgreSQL [\d.]+ \(portable mode|TimescaleDB [\d.]+ on PostgreSQL)/,
+    );
+    assert.match(result.stdout, /Schema created \(ticks, ingest_batches, candles\)/);
+    const [, sent, written] =
+      /The simulator sent (\d+) ticks; (\d+) rows were written\./.exec(result.stdout) ?? [];
+    assert.ok(Number(sent) > 0, result.stdout);
+    assert.equal(written, sent);
+    const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM crypto_ticks`;
+    assert.equal(row!.n, Number(sent));
+    for (const title of ["daily candles", "hourly candles", "one-minute candles"]) {
+      assert.match(
+        result.stdout,
+        new RegExp(`BTC/USD ${title}.*:\\nbucket \\(UTC\\)\\s+open\\s+high\\s+low\\s+close`),
+      );
+    }
+    assert.match(result.stdout, /deno task candles BTC\/USD 14/);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    await db.drop();
+  }
+});
