@@ -5,18 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { createTestDatabase } from "./_support/db.ts";
-import { runDeno } from "./_support/run.ts";
+import { runDeno, taskPermissions } from "./_support/run.ts";
 import { databaseUrl } from "./_support/url.ts";
 
-const BENCH_PERMISSIONS = [
-  "--allow-env=DATABASE_URL,PGHOST,PGPORT,PGUSER,PGPASSWORD,PGDATABASE,PGSSLMODE,TWELVEDATA_API_KEY,TWELVEDATA_WS_URL,TWELVEDATA_API_URL,TWELVEDATA_AUTH,TICKPIPE_DATA_DIR,TICKPIPE_EMBEDDED_PORT,TICKPIPE_DB_POOL,TICKPIPE_LOG_LEVEL,TICKPIPE_LOG_FORMAT",
-  "--ignore-env",
-  "--allow-net",
-  "--allow-read",
-  "--allow-write=.data,/var/lib/tickpipe",
-  "--allow-run",
-  "--allow-sys",
-];
+const BENCH_PERMISSIONS = taskPermissions("bench");
 
 Deno.test("Bench prints one JSON object with every figure, and its rows verify", async () => {
   // Only for the server's address: the bench makes (and drops) databases of its own there.

@@ -1,16 +1,9 @@
 import assert from "node:assert/strict";
 import { createTestDatabase } from "./_support/db.ts";
-import { freePort, runDeno } from "./_support/run.ts";
+import { freePort, runDeno, taskPermissions } from "./_support/run.ts";
 import { databaseUrl } from "./_support/url.ts";
 
-const SETUP_PERMISSIONS = [
-  "--allow-env",
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-run",
-  "--allow-sys",
-];
+const SETUP_PERMISSIONS = taskPermissions("setup");
 
 Deno.test("main.ts dispatches commands and rejects unknown ones with usage", async () => {
   const help = await runDeno("main.ts", ["--help"]);

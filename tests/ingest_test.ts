@@ -10,7 +10,7 @@ import { type IngestSummary, runIngest } from "../lib/ingest.ts";
 import type { SimulatorHandle } from "../lib/simulator/mod.ts";
 import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
 import { TEST_KEY, withSimulator } from "./_support/sim.ts";
-import { runDeno } from "./_support/run.ts";
+import { runDeno, taskPermissions } from "./_support/run.ts";
 import { databaseUrl } from "./_support/url.ts";
 
 const CLIENT = { heartbeatMs: 500, watchdogMs: 2_000, backoffBaseMs: 100, backoffCapMs: 1_000 };
@@ -26,6 +26,12 @@ async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 60
     if (Date.now() > deadline) throw new Error("Timed out waiting for a condition");
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** A fresh data directory under .data/, the only place the tasks may write. */
+async function taskDataDir(prefix: string): Promise<string> {
+  await Deno.mkdir(".data", { recursive: true });
+  return await Deno.makeTempDir({ dir: ".data", prefix });
 }
 
 async function rowsBySymbol(sql: Sql): Promise<Record<string, number>> {
@@ -218,7 +224,7 @@ Deno.test("At 10 ticks/s every tick is committed within a flush interval or so (
 
 Deno.test("ingest as a process: SIGTERM mid-stream writes every tick received, then exits 0", async () => {
   const db = await createTestDatabase();
-  const dataDir = await Deno.makeTempDir({ prefix: "tickpipe-ingest-" });
+  const dataDir = await taskDataDir("tickpipe-ingest-");
   try {
     await withSimulator(
       { rate: 3_000, symbols: ["BTC/USD", "ETH/USD", "AAPL", "MSFT"] },
@@ -226,12 +232,7 @@ Deno.test("ingest as a process: SIGTERM mid-stream writes every tick received, t
         const child = new Deno.Command(Deno.execPath(), {
           args: [
             "run",
-            "--allow-env",
-            "--allow-net",
-            "--allow-read",
-            "--allow-write",
-            "--allow-run",
-            "--allow-sys",
+            ...taskPermissions("ingest"),
             "tasks/ingest.ts",
             "--log-format",
             "json",
@@ -303,9 +304,10 @@ Deno.test("ingest refuses a database without the schema, and a bad key, with one
 
 Deno.test("demo runs setup, ingests from the simulator and prints candles, all rows accounted for", async () => {
   const db = await createTestDatabase({ migrate: false });
-  const dataDir = await Deno.makeTempDir({ prefix: "tickpipe-demo-" });
+  const dataDir = await taskDataDir("tickpipe-demo-");
   try {
     const result = await runDeno("tasks/demo.ts", ["--duration", "2", "--rate", "50"], {
+      permissions: taskPermissions("demo"),
       env: { DATABASE_URL: databaseUrl(db.config), TICKPIPE_DATA_DIR: dataDir },
     });
     assert.equal(result.code, 0, result.stderr);

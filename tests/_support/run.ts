@@ -26,3 +26,16 @@ export function freePort(): number {
   listener.close();
   return port;
 }
+
+/**
+ * The Deno flags `deno task <name>` runs with, read from deno.json, so a subprocess under
+ * test gets exactly the permissions its task grants (and no more).
+ */
+export function taskPermissions(name: string): string[] {
+  const config = JSON.parse(Deno.readTextFileSync("deno.json")) as {
+    tasks: Record<string, string>;
+  };
+  const command = config.tasks[name];
+  if (!command) throw new TypeError(`deno.json has no task "${name}"`);
+  return command.split(/\s+/).filter((word) => word.startsWith("--"));
+}
