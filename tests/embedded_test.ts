@@ -71,3 +71,21 @@ Deno.test("A port held by another program gives one clear error", async () => {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("A running embedded server is reused on the port it listens on, whatever port is asked", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tickpipe-embedded-" });
+  const port = freePort();
+  try {
+    const first = await startEmbedded(dir, { port });
+    const again = await startEmbedded(dir, { port: freePort() });
+    assert.equal(again.started, false);
+    assert.equal(again.database.port, port);
+    const sql = postgres({ ...again.database, ssl: false, max: 1, onnotice: () => {} });
+    assert.equal((await sql`SELECT 1 AS one`)[0]?.one, 1);
+    await sql.end({ timeout: 5 });
+    assert.equal(first.database.password, again.database.password);
+  } finally {
+    await stopEmbedded(dir);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});

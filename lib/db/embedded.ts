@@ -235,12 +235,13 @@ export async function startEmbedded(
   if (!password) {
     throw new UserError(`Cannot read the embedded PostgreSQL's password from ${passwordFile}`);
   }
-  await Deno.writeTextFile(pgpass, `127.0.0.1:${port}:*:${EMBEDDED_USER}:${password}\n`, {
+  await Deno.writeTextFile(pgpass, `127.0.0.1:*:*:${EMBEDDED_USER}:${password}\n`, {
     mode: 0o600,
   });
 
   const status = await run(pgCtl, ["status", "-D", await Deno.realPath(cluster)], { asUser, env });
   let started = false;
+  let runningPort = port;
   if (status.code !== 0) {
     const start = await run(pgCtl, [
       "start",
@@ -263,12 +264,14 @@ export async function startEmbedded(
     started = true;
     logger.info("Started the embedded PostgreSQL", { port, dir: cluster });
   } else {
-    logger.debug("Reusing the running embedded PostgreSQL", { port, dir: cluster });
+    // A server started earlier may listen on another port than asked now: use its own.
+    runningPort = await postmasterPort(cluster) ?? port;
+    logger.debug("Reusing the running embedded PostgreSQL", { port: runningPort, dir: cluster });
   }
 
   const database: DatabaseConfig = {
     host: "127.0.0.1",
-    port,
+    port: runningPort,
     user: EMBEDDED_USER,
     password,
     database: EMBEDDED_DB,
@@ -281,7 +284,8 @@ export async function startEmbedded(
     dataDir: cluster,
     logFile,
     started,
-    psql: `PGPASSFILE=${pgpass} psql -h 127.0.0.1 -p ${port} -U ${EMBEDDED_USER} ${EMBEDDED_DB}`,
+    psql:
+      `PGPASSFILE=${pgpass} psql -h 127.0.0.1 -p ${runningPort} -U ${EMBEDDED_USER} ${EMBEDDED_DB}`,
   };
 }
 
@@ -392,6 +396,17 @@ async function ensureDatabase(database: DatabaseConfig): Promise<void> {
 async function symlink(target: string, path: string): Promise<void> {
   const result = await run("ln", ["-sfn", target, path]);
   if (result.code !== 0) throw new Error(`ln -s ${target} ${path}: ${result.output}`);
+}
+
+/** The port a running cluster listens on: line 4 of its postmaster.pid. */
+async function postmasterPort(cluster: string): Promise<number | undefined> {
+  try {
+    const line = (await Deno.readTextFile(join(cluster, "postmaster.pid"))).split("\n")[3];
+    const value = Number(line);
+    return Number.isInteger(value) && value > 0 ? value : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function ensureDir(path: string): Promise<string> {

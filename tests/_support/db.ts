@@ -9,6 +9,7 @@ import type { DatabaseConfig } from "../../lib/config.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { connect } from "../../lib/db/connection.ts";
 import { startEmbedded } from "../../lib/db/embedded.ts";
+import { freePort } from "./run.ts";
 import { migrate } from "../../lib/db/migrations.ts";
 import { defaultMode, readServerInfo, type SchemaMode } from "../../lib/db/server_info.ts";
 
@@ -63,7 +64,14 @@ async function chooseServer(): Promise<TestServer> {
     };
     kind = "testcontainers (timescale/timescaledb)";
   } else {
-    const embedded = await startEmbedded(TEST_DATA_DIR, { port: TEST_EMBEDDED_PORT });
+    let embedded;
+    try {
+      embedded = await startEmbedded(TEST_DATA_DIR, { port: TEST_EMBEDDED_PORT });
+    } catch (error) {
+      // The port is taken (another checkout's test server, say): any free port will do.
+      if (!/on port \d+/.test((error as Error).message)) throw error;
+      embedded = await startEmbedded(TEST_DATA_DIR, { port: freePort() });
+    }
     admin = embedded.database;
     kind = `embedded PostgreSQL (${embedded.dataDir})`;
   }
