@@ -131,23 +131,23 @@ export async function checkSchema(sql: Sql): Promise<void> {
 export async function runIngest(sql: Sql, options: IngestOptions): Promise<IngestSummary> {
   const logger = options.logger ?? silentLogger;
   const started = performance.now();
-  let pipeline: IngestPipeline | undefined;
-  const onEvent = (event: TwelveDataEvent) => {
-    // The client's schema has checked the event: the pipeline's fast path does the rest.
-    if (event.event === "price") pipeline!.pushPrice(event);
-  };
-  // Built before the pipeline opens, so bad client options fail before anything is held.
-  const client = new TwelveDataClient({
-    ...options.twelveData,
-    logger,
-    onEvent,
-    ...options.client,
-  });
-  pipeline = await IngestPipeline.open(sql, {
+  const pipeline = await IngestPipeline.open(sql, {
     dataDir: options.dataDir,
     logger,
     ...options.pipeline,
   });
+  const onEvent = (event: TwelveDataEvent) => {
+    // The client's schema has checked the event: the pipeline's fast path does the rest.
+    if (event.event === "price") pipeline.pushPrice(event);
+  };
+  let client: TwelveDataClient;
+  try {
+    client = new TwelveDataClient({ ...options.twelveData, logger, onEvent, ...options.client });
+  } catch (error) {
+    // Bad client options: release what the pipeline opened before failing.
+    await pipeline.close();
+    throw error;
+  }
 
   let lastTicks = 0;
   let lastAt = started;
