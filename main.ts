@@ -28,6 +28,10 @@ export const COMMANDS: Record<string, { load: () => Promise<Task>; summary: stri
     load: () => import("./tasks/demo.ts"),
     summary: "embedded database + simulator: setup, ingest, candles",
   },
+  bench: {
+    load: () => import("./tasks/bench.ts"),
+    summary: "throughput, latency and memory against COPY and the tutorial's method",
+  },
   candles: {
     load: () => import("./tasks/candles.ts"),
     summary: "print OHLCV candles, e.g. candles BTC/USD 14",

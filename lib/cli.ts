@@ -76,6 +76,29 @@ function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
   }
 }
 
+/**
+ * Reads a numeric flag: undefined when absent, else a number within `range` (an integer
+ * with `integer: true`), or a `UsageError` naming the flag and the range.
+ */
+export function numberFlag(
+  name: string,
+  text: string | undefined,
+  usage: string,
+  range: { min?: number; max?: number; integer?: boolean } = {},
+): number | undefined {
+  if (text === undefined) return undefined;
+  const { min = -Infinity, max = Infinity, integer = false } = range;
+  const value = Number(text);
+  if (
+    text.trim() === "" || !Number.isFinite(value) || value < min || value > max ||
+    (integer && !Number.isInteger(value))
+  ) {
+    const bounds = (min > -Infinity ? ` from ${min}` : "") + (max < Infinity ? ` to ${max}` : "");
+    throw new UsageError(`--${name} must be a ${integer ? "whole " : ""}number${bounds}\n${usage}`);
+  }
+  return value;
+}
+
 /** Loads the configuration from the environment, with the common flags applied on top. */
 export function configFromFlags(values: Record<string, unknown>, extra: RawEnv = {}): Config {
   const env = { ...readEnvironment(), ...extra };

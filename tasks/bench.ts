@@ -3,7 +3,7 @@ import { Readable } from "node:stream";
 import { pipeline as pipe } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import type { Sql } from "postgres";
-import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
+import { configFromFlags, loggerFor, numberFlag, parseFlags, runMain } from "../lib/cli.ts";
 import type { Config, DatabaseConfig } from "../lib/config.ts";
 import { UsageError, UserError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
@@ -64,14 +64,8 @@ interface BenchOptions {
 }
 
 function positive(name: string, text: string | undefined, fallback: number, integer = true) {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!(Number.isFinite(n) && n > 0 && (!integer || Number.isInteger(n)))) {
-    throw new UsageError(
-      `--${name} must be a positive ${integer ? "whole " : ""}number\n${USAGE}`,
-    );
-  }
-  return n;
+  return numberFlag(name, text, USAGE, integer ? { min: 1, integer } : { min: Number.MIN_VALUE }) ??
+    fallback;
 }
 
 function methodOf(text: string | undefined): WriteMethod | undefined {
@@ -905,7 +899,7 @@ function toTable(r: Results): string {
 /** `tickpipe bench`: throughput, latency and memory of ingest on this machine (issue #6). */
 export function run(args: string[]): Promise<number> {
   return runMain(async () => {
-    const { values, positionals } = parseFlags(args, {
+    const { values } = parseFlags(args, {
       ticks: { type: "string" },
       symbols: { type: "string" },
       json: { type: "boolean" },
@@ -921,13 +915,6 @@ export function run(args: string[]): Promise<number> {
       "skip-tutorial": { type: "boolean" },
       "skip-low-rate": { type: "boolean" },
     }, USAGE);
-    if (values.help) {
-      console.log(USAGE);
-      return 0;
-    }
-    if (positionals.length > 0) {
-      throw new UsageError(`Unexpected argument "${positionals[0]}"\n${USAGE}`);
-    }
     const ticks = positive("ticks", values.ticks, 1_000_000);
     const options: BenchOptions = {
       ticks,

@@ -1,5 +1,4 @@
-import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
-import { UsageError } from "../lib/errors.ts";
+import { configFromFlags, loggerFor, numberFlag, parseFlags, runMain } from "../lib/cli.ts";
 import { openDatabase } from "../lib/db/connection.ts";
 import { migrate } from "../lib/db/migrations.ts";
 import { defaultMode, describeServer, readServerInfo } from "../lib/db/server_info.ts";
@@ -14,14 +13,6 @@ The whole pipeline with no account and no database server: starts the embedded
 PostgreSQL (unless DATABASE_URL is set) and the Twelve Data simulator, runs setup,
 ingests for --duration seconds, then prints BTC/USD's candles.`;
 
-function number(name: string, text: string, min: number, max: number): number {
-  const n = Number(text);
-  if (!(Number.isFinite(n) && n >= min && n <= max)) {
-    throw new UsageError(`--${name} must be a number from ${min} to ${max}\n${USAGE}`);
-  }
-  return n;
-}
-
 /** `tickpipe demo`: setup, simulator, ingest for a while, then the candles. */
 export function run(args: string[]): Promise<number> {
   return runMain(async () => {
@@ -30,8 +21,8 @@ export function run(args: string[]): Promise<number> {
       rate: { type: "string", default: "40" },
       symbols: { type: "string" },
     }, USAGE);
-    const durationS = number("duration", values.duration, 1, 86_400);
-    const rate = number("rate", values.rate, 1, 100_000);
+    const durationS = numberFlag("duration", values.duration, USAGE, { min: 1, max: 86_400 })!;
+    const rate = numberFlag("rate", values.rate, USAGE, { min: 1, max: 100_000 })!;
     const symbols = values.symbols?.split(",").map((s) => s.trim()).filter(Boolean) ??
       DEFAULT_SYMBOLS;
     const config = configFromFlags(values);

@@ -1,4 +1,4 @@
-import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
+import { configFromFlags, loggerFor, numberFlag, parseFlags, runMain } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { openDatabase } from "../lib/db/connection.ts";
 import { checkSchema, DEFAULT_SYMBOLS, runIngest } from "../lib/ingest.ts";
@@ -9,15 +9,6 @@ const USAGE = `Usage: tickpipe ingest [--symbols BTC/USD,ETH/USD,MSFT,AAPL] [--m
 
 Streams Twelve Data prices into crypto_ticks until SIGINT/SIGTERM, then closes the
 WebSocket gracefully, writes everything it holds, and exits 0.`;
-
-function positiveInt(name: string, text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) {
-    throw new UsageError(`--${name} must be a positive whole number\n${USAGE}`);
-  }
-  return n;
-}
 
 /** `tickpipe ingest`: the tutorial's WebsocketPipeline, production-grade. */
 export function run(args: string[]): Promise<number> {
@@ -32,17 +23,16 @@ export function run(args: string[]): Promise<number> {
       ? values.symbols.split(",").map((s) => s.trim()).filter(Boolean)
       : DEFAULT_SYMBOLS;
     if (symbols.length === 0) throw new UsageError(`--symbols needs at least one symbol\n${USAGE}`);
-    const metricsPort = values["metrics-port"] === undefined
-      ? undefined
-      : Number(values["metrics-port"]);
-    if (
-      metricsPort !== undefined &&
-      !(Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort <= 65535)
-    ) {
-      throw new UsageError(`--metrics-port must be a port number\n${USAGE}`);
-    }
-    const maxBatch = positiveInt("batch-size", values["batch-size"]);
-    const maxWaitMs = positiveInt("flush-ms", values["flush-ms"]);
+    const metricsPort = numberFlag("metrics-port", values["metrics-port"], USAGE, {
+      min: 0,
+      max: 65535,
+      integer: true,
+    });
+    const maxBatch = numberFlag("batch-size", values["batch-size"], USAGE, {
+      min: 1,
+      integer: true,
+    });
+    const maxWaitMs = numberFlag("flush-ms", values["flush-ms"], USAGE, { min: 1, integer: true });
 
     const config = configFromFlags(values);
     const logger = loggerFor(config);

@@ -1,4 +1,4 @@
-import { parseFlags, runMain } from "../lib/cli.ts";
+import { numberFlag, parseFlags, runMain } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { type LogFormat, Logger, type LogLevel } from "../lib/log.ts";
 import { type SimulatorOptions, startSimulator } from "../lib/simulator/mod.ts";
@@ -16,22 +16,6 @@ by POST /control/drop, /control/stall?ms=5000, /control/malformed?count=10,
 /control/edge?count=4, /control/refuse-key?on=1, /control/rate?value=max.
 --symbols adds symbols to the built-in catalog; a number N adds SYM001/USD..SYMnnn/USD.
 --max-ticks N stops sending price events after N in total (benchmarks: exactly N ticks).`;
-
-function number(
-  name: string,
-  text: string | undefined,
-  min: number,
-  max = Infinity,
-): number | undefined {
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (!(Number.isFinite(value) && value >= min && value <= max)) {
-    throw new UsageError(
-      `--${name} must be a number from ${min}${max === Infinity ? "" : ` to ${max}`}\n${USAGE}`,
-    );
-  }
-  return value;
-}
 
 /** `simulate`: runs the Twelve Data simulator until Ctrl-C. */
 export function run(args: string[]): Promise<number> {
@@ -68,12 +52,14 @@ export function run(args: string[]): Promise<number> {
       throw new UsageError(`--log-format must be text or json\n${USAGE}`);
     }
     const logger = new Logger({ level: level as LogLevel, format: format as LogFormat });
-    const rate = values.rate === "max" ? "max" : number("rate", values.rate ?? "20", 0.001);
+    const rate = values.rate === "max"
+      ? "max"
+      : numberFlag("rate", values.rate ?? "20", USAGE, { min: 0.001 });
     const options: SimulatorOptions = {
-      port: number("port", values.port ?? "8765", 0, 65535),
+      port: numberFlag("port", values.port ?? "8765", USAGE, { min: 0, max: 65535 }),
       apiKey: values["api-key"] ?? "demo",
       rate: rate ?? 20,
-      seed: number("seed", values.seed ?? "1", 0),
+      seed: numberFlag("seed", values.seed ?? "1", USAGE, { min: 0 }),
       subscribeStatus: {
         nullArrays: values["null-arrays"] ?? false,
         graded: values["graded-status"] ?? false,
@@ -82,24 +68,22 @@ export function run(args: string[]): Promise<number> {
       refuseKey: values["refuse-key"] ?? false,
       logger,
     };
-    const restLimit = number("rest-limit", values["rest-limit"], 1);
+    const restLimit = numberFlag("rest-limit", values["rest-limit"], USAGE, { min: 1 });
     if (restLimit !== undefined) options.restLimitPerMinute = restLimit;
-    const maxTicks = number("max-ticks", values["max-ticks"], 0);
-    if (maxTicks !== undefined) {
-      if (!Number.isInteger(maxTicks)) {
-        throw new UsageError(`--max-ticks must be a whole number\n${USAGE}`);
-      }
-      options.maxTicks = maxTicks;
-    }
+    const maxTicks = numberFlag("max-ticks", values["max-ticks"], USAGE, { min: 0, integer: true });
+    if (maxTicks !== undefined) options.maxTicks = maxTicks;
     if (values.symbols !== undefined) {
       if (/^\d+$/.test(values.symbols)) options.generatedSymbols = Number(values.symbols);
       else options.symbols = values.symbols.split(",").map((s) => s.trim()).filter((s) => s !== "");
     }
-    const dropEvery = number("drop-every", values["drop-every"], 0.1);
-    const stallEvery = number("stall-every", values["stall-every"], 0.1);
-    const stallMs = number("stall-ms", values["stall-ms"], 0) ?? 15_000;
-    const malformedEvery = number("malformed-every", values["malformed-every"], 0.1);
-    const malformedCount = number("malformed-count", values["malformed-count"], 1) ?? 5;
+    const dropEvery = numberFlag("drop-every", values["drop-every"], USAGE, { min: 0.1 });
+    const stallEvery = numberFlag("stall-every", values["stall-every"], USAGE, { min: 0.1 });
+    const stallMs = numberFlag("stall-ms", values["stall-ms"], USAGE, { min: 0 }) ?? 15_000;
+    const malformedEvery = numberFlag("malformed-every", values["malformed-every"], USAGE, {
+      min: 0.1,
+    });
+    const malformedCount =
+      numberFlag("malformed-count", values["malformed-count"], USAGE, { min: 1 }) ?? 5;
 
     let sim;
     try {
