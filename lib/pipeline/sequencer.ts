@@ -42,12 +42,6 @@ const DAY_MS = 86_400_000;
 // rounded to 8 decimals, the finest unit crypto exchanges report (a satoshi).
 const VOLUME_SCALE = 1e8;
 
-/** The asset name stored in `crypto_assets`: "Bitcoin/US Dollar", "Bitcoin" or undefined. */
-export function assetName(tick: Tick): string | undefined {
-  if (!tick.currencyBase) return undefined;
-  return tick.currencyQuote ? `${tick.currencyBase}/${tick.currencyQuote}` : tick.currencyBase;
-}
-
 /**
  * Assigns `seq` and `volume` per symbol, in arrival order (see `Row`).
  *
@@ -95,13 +89,7 @@ export class TickSequencer {
 
   /** Turns an accepted tick into its row; call exactly once per tick, in arrival order. */
   assign(tick: Tick): Row {
-    let s = this.#state.get(tick.symbol);
-    if (!s) {
-      s = { lastSeq: -Infinity, prevDayVolume: NaN, prevDay: -Infinity, name: assetName(tick) };
-      this.#state.set(tick.symbol, s);
-    } else if (s.name === undefined && tick.currencyBase) {
-      s.name = assetName(tick);
-    }
+    const s = this.#stateOf(tick.symbol, tick.currencyBase, tick.currencyQuote);
     return this.#row(s, tick, tick.dayVolume ?? null, tick.receivedAt);
   }
 
@@ -110,19 +98,25 @@ export class TickSequencer {
    * intermediate `Tick`.
    */
   assignPrice(event: PriceFields, receivedAt: number): Row {
-    let s = this.#state.get(event.symbol);
+    const s = this.#stateOf(event.symbol, event.currency_base, event.currency_quote);
+    return this.#row(s, event, event.day_volume ?? null, receivedAt);
+  }
+
+  /** The symbol's state (created on first sight), its asset name filled once one is known. */
+  #stateOf(symbol: string, base: string | undefined, quote: string | undefined): SymbolState {
+    let s = this.#state.get(symbol);
     if (!s) {
       s = {
         lastSeq: -Infinity,
         prevDayVolume: NaN,
         prevDay: -Infinity,
-        name: currencyName(event.currency_base, event.currency_quote),
+        name: currencyName(base, quote),
       };
-      this.#state.set(event.symbol, s);
-    } else if (s.name === undefined && event.currency_base) {
-      s.name = currencyName(event.currency_base, event.currency_quote);
+      this.#state.set(symbol, s);
+    } else if (s.name === undefined && base) {
+      s.name = currencyName(base, quote);
     }
-    return this.#row(s, event, event.day_volume ?? null, receivedAt);
+    return s;
   }
 
   #row(

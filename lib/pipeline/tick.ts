@@ -79,14 +79,10 @@ export function validateTick(
   if (symbol === undefined || symbol === null || symbol === "") {
     return { ok: false, reason: "missing symbol" };
   }
-  if (typeof symbol !== "string" || !SYMBOL_RE.test(symbol)) {
-    return { ok: false, reason: "invalid symbol" };
-  }
+  if (typeof symbol !== "string") return { ok: false, reason: "invalid symbol" };
   const price = r.price;
   if (price === undefined || price === null) return { ok: false, reason: "missing price" };
-  if (typeof price !== "number" || !(price > 0 && price <= MAX_PRICE)) {
-    return { ok: false, reason: "invalid price" };
-  }
+  if (typeof price !== "number") return { ok: false, reason: "invalid price" };
   let timeMs: number;
   if (r.timeMs !== undefined && r.timeMs !== null) {
     if (typeof r.timeMs !== "number" || !Number.isFinite(r.timeMs)) {
@@ -101,10 +97,9 @@ export function validateTick(
   } else {
     return { ok: false, reason: "missing timestamp" };
   }
-  const nowMs = options.nowMs ?? Date.now();
-  if (timeMs < MIN_TIME_MS || timeMs > nowMs + MAX_FUTURE_MS) {
-    return { ok: false, reason: "timestamp out of range" };
-  }
+  // The value rules are the fast path's: one place decides what a usable tick is.
+  const reason = checkPriceFields({ symbol, price, timeMs }, options.nowMs ?? Date.now());
+  if (reason !== undefined) return { ok: false, reason };
   const bid = optionalAmount(r.bid);
   if (bid === null) return { ok: false, reason: "invalid bid" };
   const ask = optionalAmount(r.ask);
