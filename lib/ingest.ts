@@ -210,7 +210,7 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
   const onEvent = (event: TwelveDataEvent) => {
     // The client's schema has checked the event: the pipeline's fast path does the rest.
     if (event.event !== "price") return;
-    if (leases && !leases.admit(event.symbol, event)) return;
+    if (leases && !leases.admit(event)) return;
     pipeline.pushPrice(event);
   };
   let client: TwelveDataClient;

@@ -1,6 +1,8 @@
 import type { Sql } from "postgres";
 import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
+import { FreezeGuard, type Gated } from "./freeze_guard.ts";
+import { listed, lostLine, seconds, standbyLine, takenLines } from "./lease_messages.ts";
 import {
   type Holder,
   holderName,
@@ -10,7 +12,7 @@ import {
 } from "./lease_session.ts";
 
 /** Settings of `IngestLeases`. */
-export interface LeaseOptions<T> {
+export interface LeaseOptions<T extends Gated> {
   /** Opens a fresh one-connection client for the lease session (ended by the lease). */
   connect: () => Sql;
   /** The symbols wanted, as stored in `crypto_ticks`. */
@@ -66,23 +68,6 @@ export class LeaseHeldError extends UserError {
   override name = "LeaseHeldError";
 }
 
-const MAX_HELD = 200_000;
-const LISTED = 10;
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
-}
-
-function seconds(ms: number): string {
-  return `${(ms / 1000).toFixed(1)} s`;
-}
-
-/** "A, B, C and 12 more". */
-function listed(items: string[]): string {
-  const shown = items.slice(0, LISTED).join(", ");
-  return items.length > LISTED ? `${shown} and ${items.length - LISTED} more` : shown;
-}
-
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -92,9 +77,9 @@ function errorText(error: unknown): string {
  * process, which alone subscribes to it and admits its ticks. Others stand by and take a
  * lease over as soon as its holder's session ends (see docs/one_writer.md).
  *
- * `admit(symbol, item)` is the gate on the hot path: true when the tick may be pushed now.
+ * `admit(tick)` is the gate on the hot path: true when the tick may be pushed now.
  */
-export class IngestLeases<T> {
+export class IngestLeases<T extends Gated> {
   #options: LeaseOptions<T>;
   #logger: Logger;
   #holder: Holder;
@@ -102,22 +87,23 @@ export class IngestLeases<T> {
   #timeoutMs: number;
   #renewMs: number;
   #graceMs: number;
-  #stallMs: number;
   #session: LeaseSession | undefined;
   #staleBackend: number | undefined;
   #owned = new Set<string>();
   /** Owned, but not yet locked again by the current session. */
   #unconfirmed = new Set<string>();
   #waiting = new Map<string, string>();
+  /** Symbols this session saw held: their holder was alive after it began. */
+  #seenHeld = new Set<string>();
   #acquiring = true;
   #closed = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #pulse: ReturnType<typeof setInterval> | undefined;
   #running: Promise<void> | undefined;
   #rounds = 0;
-  #aliveAt = performance.now();
-  #suspect: { since: number; round: number } | undefined;
-  #held: { symbol: string; item: T }[] = [];
+  #freeze: FreezeGuard<T>;
+  /** Symbols lost, with when the process that took them did (epoch ms). */
+  #lostAt = new Map<string, number>();
   #standbyReport = "";
   #sessionLostAt: number | undefined;
   #takeovers = 0;
@@ -136,18 +122,17 @@ export class IngestLeases<T> {
         `Cannot hold leases: the timeout (${this.#timeoutMs} ms) must be at least twice the renewal interval (${this.#renewMs} ms)`,
       );
     }
-    // A freeze this long may have let the server end the silent session: see `admit`.
-    this.#stallMs = Math.max(this.#renewMs, this.#timeoutMs - 2 * this.#renewMs);
+    // A freeze this long may have let the server end the silent session.
+    this.#freeze = new FreezeGuard<T>(
+      Math.max(this.#renewMs, this.#timeoutMs - 2 * this.#renewMs),
+      this.#logger,
+      options.onRelease,
+    );
     this.#holder = {
       id: crypto.randomUUID(),
       host: options.host ?? Deno.hostname(),
       pid: options.pid ?? Deno.pid,
     };
-  }
-
-  /** "host:pid" of this process. */
-  get name(): string {
-    return holderName(this.#holder);
   }
 
   /**
@@ -178,34 +163,14 @@ export class IngestLeases<T> {
   }
 
   /**
-   * The gate for one tick of `symbol`: true when it may be pushed now; false when this
-   * process does not hold the symbol (counted) or when, after a freeze, the lease must be
-   * confirmed first (then `item` is held and later passed to `onRelease`, or counted).
+   * The gate for one tick: true when it may be pushed now; false when this process does
+   * not hold its symbol (counted) or when, after a freeze, the lease must be confirmed
+   * first (then the tick is held and later passed to `onRelease`, or counted).
    */
-  admit(symbol: string, item: T): boolean {
-    if (!this.#owned.has(symbol)) {
-      this.#notOwned++;
-      return false;
-    }
-    if (this.#suspect === undefined) {
-      if (performance.now() - this.#aliveAt <= this.#stallMs) return true;
-      // Frozen (the socket's backlog arrives before the timers run): see `#beat`.
-      this.#beat();
-    }
-    if (this.#held.length >= MAX_HELD) {
-      this.#logger.warn(
-        `Holding ${MAX_HELD} ticks while the leases are unconfirmed: admitting them (duplicates are possible)`,
-      );
-      this.#releaseHeld(true);
-      return true;
-    }
-    this.#held.push({ symbol, item });
+  admit(item: T): boolean {
+    if (this.#owned.has(item.symbol)) return this.#freeze.pass(item, this.#rounds);
+    this.#notOwned++;
     return false;
-  }
-
-  /** Symbols held now. */
-  owned(): string[] {
-    return [...this.#owned];
   }
 
   /** A snapshot of the counters. */
@@ -216,7 +181,7 @@ export class IngestLeases<T> {
       takeovers: this.#takeovers,
       lost: this.#lost,
       notOwned: this.#notOwned,
-      held: this.#held.length,
+      held: this.#freeze.held,
       connected: this.#session !== undefined,
     };
   }
@@ -227,7 +192,7 @@ export class IngestLeases<T> {
    */
   stopAcquiring(): void {
     this.#acquiring = false;
-    if (this.#held.length > 0) this.#releaseHeld(true);
+    this.#freeze.settle(() => true);
   }
 
   /** Marks every lease released, gives back the locks and ends the session. Never throws. */
@@ -301,11 +266,11 @@ export class IngestLeases<T> {
         { error: errorText(error) },
         { perWindow: 1, windowMs: 30_000 },
       );
-      if (this.#suspect && performance.now() - this.#suspect.since > this.#timeoutMs) {
+      if (this.#freeze.unconfirmedFor(this.#timeoutMs)) {
         this.#logger.warn(
           "The leases stay unconfirmed: admitting the ticks held since the freeze (duplicates are possible)",
         );
-        this.#releaseHeld(true);
+        this.#freeze.settle(() => true);
       }
     } finally {
       clearTimeout(timer);
@@ -325,6 +290,7 @@ export class IngestLeases<T> {
         throw error;
       }
       this.#session = session;
+      this.#seenHeld.clear();
       for (const symbol of this.#owned) this.#unconfirmed.add(symbol);
     } else if ((await this.#session.renew(this.#holder)) !== this.#session.backendPid) {
       // postgres.js reconnected on its own: the locks went with the old session.
@@ -363,9 +329,12 @@ export class IngestLeases<T> {
           lost.push(a);
         }
       } else if (!a.got) {
+        this.#seenHeld.add(a.symbol);
         standby.set(a.symbol, `${holderName(a)} since ${a.since?.toISOString() ?? "?"}`);
       } else if (
-        this.#acquiring && (mine || a.holder === null || a.renewedSinceOurs || a.graceOver)
+        this.#acquiring &&
+        (mine || a.holder === null || a.renewedSinceOurs || this.#seenHeld.has(a.symbol) ||
+          a.graceOver)
       ) {
         take.push(a.symbol);
       } else {
@@ -388,8 +357,7 @@ export class IngestLeases<T> {
     if (overlaps.length > 0) await session.recordOverlap(this.#holder, overlaps);
     if (lost.length > 0) {
       current();
-      this.#lose(lost);
-      await session.recordOverlap(this.#holder, this.#overlapsOf(lost));
+      await this.#lose(session, lost);
     }
     if (take.length > 0) {
       const taken = await session.take(this.#holder, take);
@@ -397,17 +365,22 @@ export class IngestLeases<T> {
       this.#took(taken);
     }
     this.#waiting = standby;
-    this.#reportStandby(deferred);
+    this.#reportStandby(deferred.length > 0);
     if (this.#unconfirmed.size === 0 && this.#sessionLostAt !== undefined) {
+      const confirmed = this.#owned.size > 0 ? `: ${this.#owned.size} lease(s) confirmed` : "";
       this.#logger.info(
-        `The lease session is back after ${
-          seconds(Date.now() - this.#sessionLostAt)
-        }: ${this.#owned.size} lease(s) confirmed`,
+        `The lease session is back after ${seconds(Date.now() - this.#sessionLostAt)}${confirmed}`,
       );
       this.#sessionLostAt = undefined;
     }
-    if (this.#suspect && round > this.#suspect.round && this.#unconfirmed.size === 0) {
-      this.#releaseHeld(false);
+    if (this.#unconfirmed.size === 0 && this.#freeze.confirms(round)) {
+      // Held ticks of a symbol lost meanwhile are kept if stamped before the second it was
+      // taken: its new holder, subscribed then, never received them.
+      this.#notOwned += this.#freeze.settle((item) => {
+        if (this.#owned.has(item.symbol)) return true;
+        const lostAt = this.#lostAt.get(item.symbol);
+        return lostAt !== undefined && item.timeMs < Math.floor(lostAt / 1000) * 1000;
+      });
     }
   }
 
@@ -419,116 +392,48 @@ export class IngestLeases<T> {
     return lost.map((a) => ({ symbol: a.symbol, by: holderName(a), sinceMs: this.#sinceMs(a) }));
   }
 
-  /** Stops ingesting symbols another process took while this one was cut off. */
-  #lose(lost: LockAttempt[]): void {
+  /**
+   * Stops ingesting symbols another process took while this one was cut off (it went on
+   * ingesting: an overlap, recorded) or frozen (it held what came: no overlap).
+   */
+  async #lose(session: LeaseSession, lost: LockAttempt[]): Promise<void> {
     const symbols = lost.map((a) => a.symbol).sort();
     for (const symbol of symbols) {
       this.#owned.delete(symbol);
       this.#unconfirmed.delete(symbol);
     }
     this.#lost += symbols.length;
-    this.#options.onLose(symbols);
     const overlaps = this.#overlapsOf(lost);
-    const earliest = Math.min(...overlaps.map((o) => o.sinceMs));
-    this.#logger.warn(
-      `Lost the lease of ${listed(symbols)} to ${
-        listed([...new Set(overlaps.map((o) => o.by))])
-      } while cut off from the database: stopped ingesting ${
-        symbols.length === 1 ? "it" : "them"
-      }; rows since ${iso(earliest)} may be stored twice (recorded in tickpipe_handovers)`,
-    );
+    for (const o of overlaps) this.#lostAt.set(o.symbol, o.sinceMs);
+    this.#options.onLose(symbols);
+    const frozen = this.#freeze.frozen;
+    this.#logger.warn(lostLine(symbols, [...new Set(overlaps.map((o) => o.by))], {
+      frozen,
+      sinceMs: Math.min(...overlaps.map((o) => o.sinceMs)),
+    }));
+    if (!frozen) await session.recordOverlap(this.#holder, overlaps);
   }
 
   #took(taken: Taken[]): void {
     for (const t of taken) {
       this.#owned.add(t.symbol);
       this.#unconfirmed.delete(t.symbol);
+      if (t.previous) this.#takeovers++;
     }
     this.#options.onAcquire(taken);
-    const fresh = taken.filter((t) => t.previous === undefined).map((t) => t.symbol);
-    if (fresh.length > 0) {
-      this.#logger.info(`Holding the lease of ${fresh.length} symbol(s): ${listed(fresh)}`);
-    }
-    const byHolder = new Map<string, Taken[]>();
-    for (const t of taken) {
-      if (!t.previous) continue;
-      const key = `${t.previous.holder}|${t.previous.released}`;
-      byHolder.set(key, [...(byHolder.get(key) ?? []), t]);
-    }
-    for (const group of byHolder.values()) {
-      this.#takeovers += group.length;
-      const previous = group[0]!.previous!;
-      const gaps = group.map((t) =>
-        t.lastTick
-          ? `${t.symbol}: ${iso(t.lastTick.timeMs)} → ${iso(t.sinceMs)}, ${
-            seconds(t.sinceMs - t.lastTick.timeMs)
-          }`
-          : `${t.symbol}: nothing stored in the last 48 h`
-      );
-      this.#logger.info(
-        `Took over ${group.length} symbol(s) from ${previous.holder} (${
-          previous.released ? "it released them" : "its session ended without releasing"
-        }); no ticks stored between its last one and this subscription: ${
-          listed(gaps)
-        } (recorded in tickpipe_handovers)`,
-      );
-    }
+    for (const line of takenLines(taken)) this.#logger.info(line);
   }
 
-  #reportStandby(deferred: string[]): void {
-    const report = [...this.#waiting].sort(([a], [b]) => a < b ? -1 : 1).map(([s, by]) =>
-      `${s} (${by})`
-    );
-    const text = report.join(", ");
+  #reportStandby(deferring: boolean): void {
+    const text = [...this.#waiting].join(";");
     if (text === this.#standbyReport) return;
     this.#standbyReport = text;
-    if (report.length === 0) return;
-    this.#logger.info(
-      `Standing by for ${report.length} symbol(s) held by another ingest process: ${
-        listed(report)
-      }; taking over when it stops${
-        deferred.length > 0
-          ? ` (waiting ${
-            seconds(this.#graceMs)
-          } after connecting before taking a lease whose holder may be reconnecting)`
-          : ""
-      }`,
-    );
+    if (this.#waiting.size === 0) return;
+    this.#logger.info(standbyLine(this.#waiting, { deferring, graceMs: this.#graceMs }));
   }
 
   /** Runs every `renewMs`: notices when the process itself was frozen. */
   #beat(): void {
-    const now = performance.now();
-    const gap = now - this.#aliveAt;
-    this.#aliveAt = now;
-    if (gap <= this.#stallMs || this.#suspect || this.#owned.size === 0 || !this.#acquiring) {
-      return;
-    }
-    this.#suspect = { since: now, round: this.#rounds };
-    this.#logger.warn(
-      `This process was frozen for ${
-        seconds(gap)
-      }, long enough to lose its leases: holding ticks until they are confirmed`,
-    );
-  }
-
-  /** Ends a suspicion: held ticks of symbols still owned are admitted, others counted. */
-  #releaseHeld(all: boolean): void {
-    this.#suspect = undefined;
-    const held = this.#held;
-    this.#held = [];
-    const admitted: T[] = [];
-    for (const h of held) {
-      if (all || this.#owned.has(h.symbol)) admitted.push(h.item);
-      else this.#notOwned++;
-    }
-    if (held.length > 0) {
-      this.#logger.info(
-        `Leases confirmed after the freeze: admitted ${admitted.length} held tick(s), discarded ${
-          held.length - admitted.length
-        } of symbols now held elsewhere`,
-      );
-    }
-    if (admitted.length > 0) this.#options.onRelease(admitted);
+    this.#freeze.beat(this.#rounds, this.#owned.size > 0 && this.#acquiring);
   }
 }
