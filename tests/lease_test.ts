@@ -31,7 +31,11 @@ async function startIngest(
   sim: SimulatorHandle,
   name: string,
   symbols: string[],
-  options: { lease?: Partial<NonNullable<IngestOptions["lease"]>>; via?: Proxy } = {},
+  options: {
+    lease?: Partial<NonNullable<IngestOptions["lease"]>>;
+    via?: Proxy;
+    metrics?: boolean;
+  } = {},
 ): Promise<Ingest> {
   const { logger, lines } = captureLogger();
   const config = options.via
@@ -48,6 +52,7 @@ async function startIngest(
     signal: controller.signal,
     logger: logger.child({ ingest: name }),
     summaryEveryMs: 50,
+    metricsPort: options.metrics ? 0 : undefined,
     client: CLIENT,
     pipeline: { retryInitialMs: 50, retryMaxMs: 300 },
     onSummary: (s) => last = s,
@@ -122,8 +127,16 @@ Deno.test("Two ingests on the same symbols: one writes, the other stands by, the
       const a = await startIngest(db, sim, "a", symbols);
       await waitOn([a], () => owned(a) === 2, "a to hold both leases");
       await sentMore(sim, 300);
-      const b = await startIngest(db, sim, "b", symbols);
+      const b = await startIngest(db, sim, "b", symbols, { metrics: true });
       await waitOn([a, b], () => standby(b) === 2, "b to stand by");
+      // A hot standby is healthy, and says what it waits for.
+      const url = /Serving metrics on (http:\S+)\/metrics/.exec(b.lines.join("\n"))![1];
+      const health = await fetch(`${url}/healthz`);
+      assert.equal(health.status, 200);
+      assert.equal(await health.text(), "standby for 2 symbols\n");
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      assert.match(metrics, /^tickpipe_symbols_owned 0$/m);
+      assert.match(metrics, /^tickpipe_symbols_standby 2$/m);
       assert.ok(
         b.lines.some((l) =>
           /Standing by for 2 symbol\(s\) held by another ingest process: BTC\/USD \(a:1 since/.test(
