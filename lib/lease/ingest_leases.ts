@@ -292,7 +292,10 @@ export class IngestLeases<T extends Gated> {
       this.#session = session;
       this.#seenHeld.clear();
       for (const symbol of this.#owned) this.#unconfirmed.add(symbol);
-    } else if ((await this.#session.renew(this.#holder)) !== this.#session.backendPid) {
+    } else if (
+      (await this.#session.renew(this.#holder, this.#unconfirmed.size === 0)) !==
+        this.#session.backendPid
+    ) {
       // postgres.js reconnected on its own: the locks went with the old session.
       throw new Error("the lease session was replaced");
     }
@@ -308,7 +311,7 @@ export class IngestLeases<T extends Gated> {
     current();
     const take: string[] = [];
     const giveBack: number[] = [];
-    const stale: number[] = [];
+    const stale: LockAttempt[] = [];
     const lost: LockAttempt[] = [];
     const overlaps: { symbol: string; by: string; sinceMs: number }[] = [];
     const deferred: string[] = [];
@@ -324,7 +327,7 @@ export class IngestLeases<T extends Gated> {
             take.push(a.symbol);
           }
         } else if (mine) {
-          stale.push(a.lockKey);
+          stale.push(a);
         } else {
           lost.push(a);
         }
@@ -347,10 +350,15 @@ export class IngestLeases<T extends Gated> {
     }
     if (giveBack.length > 0) await session.unlock(giveBack);
     if (stale.length > 0 && this.#staleBackend !== undefined) {
-      const ended = await session.endStale(this.#staleBackend, stale);
-      if (ended > 0) {
+      // This holder's previous session lingers on the server (half-open after a partition):
+      // end it and take its locks back at once, before a standby sees them free.
+      const pid = this.#staleBackend;
+      if (await session.endStale(pid, stale.map((a) => a.lockKey)) > 0) {
+        const again = await session.tryLock(stale.map((a) => a.symbol), this.#graceMs);
+        current();
+        for (const a of again) if (a.got) this.#unconfirmed.delete(a.symbol);
         this.#logger.info(
-          `Ended this process's previous lease session (server pid ${this.#staleBackend}), still holding ${stale.length} lease(s)`,
+          `Ended this process's previous lease session (server pid ${pid}), which still held ${stale.length} lease(s)`,
         );
       }
     }

@@ -57,10 +57,12 @@ export class LeaseSession {
   #sql: Sql;
   /** The server process of this session; a different one means the session was replaced. */
   readonly backendPid: number;
+  #version: number;
 
-  private constructor(sql: Sql, backendPid: number) {
+  private constructor(sql: Sql, backendPid: number, version: number) {
     this.#sql = sql;
     this.backendPid = backendPid;
+    this.#version = version;
   }
 
   /**
@@ -96,8 +98,8 @@ export class LeaseSession {
         )
         INSERT INTO tickpipe_lease_holders (holder, host, pid)
         VALUES (${holder.id}::uuid, ${holder.host}, ${holder.pid})
-        ON CONFLICT (holder) DO UPDATE SET renewed_at = now()`;
-      return new LeaseSession(sql, row!.pid);
+        ON CONFLICT (holder) DO NOTHING`;
+      return new LeaseSession(sql, row!.pid, row!.version);
     } catch (error) {
       await sql.end({ timeout: 0 }).catch(() => {});
       throw error;
@@ -112,11 +114,16 @@ export class LeaseSession {
       ON CONFLICT (symbol) DO NOTHING`;
   }
 
-  /** Marks `holder` alive; returns the server process that answered (see `backendPid`). */
-  async renew(holder: Holder): Promise<number> {
+  /**
+   * Marks `holder` alive, if `alive`; returns the server process that answered (see
+   * `backendPid`). A holder renews only while this session holds all its locks: a standby
+   * reads a renewal after its own session began as proof that a free lock's holder died.
+   */
+  async renew(holder: Holder, alive: boolean): Promise<number> {
     const [row] = await this.#sql<{ pid: number }[]>`
       WITH renewed AS (
-        UPDATE tickpipe_lease_holders SET renewed_at = now() WHERE holder = ${holder.id}::uuid
+        UPDATE tickpipe_lease_holders SET renewed_at = now()
+        WHERE holder = ${holder.id}::uuid AND ${alive}::boolean
       )
       SELECT pg_backend_pid() AS pid`;
     return row!.pid;
@@ -264,8 +271,12 @@ export class LeaseSession {
    * the client gave it up. Returns how many were ended.
    */
   async endStale(backendPid: number, lockKeys: readonly number[]): Promise<number> {
+    // From PostgreSQL 14, wait (up to 2 s) until it is gone, so its locks can be taken now.
+    const wait = this.#version >= 140000 ? 2000 : 0;
     const rows = await this.#sql`
-      SELECT DISTINCT pg_terminate_backend(l.pid) FROM pg_locks l
+      SELECT DISTINCT CASE WHEN ${wait}::int > 0 THEN pg_terminate_backend(l.pid, ${wait}::int)
+                           ELSE pg_terminate_backend(l.pid) END
+      FROM pg_locks l
       WHERE l.locktype = 'advisory' AND l.classid = ${LEASE_LOCK_CLASS}::oid AND l.objsubid = 2
         AND l.objid IN (
           SELECT k::oid FROM jsonb_array_elements_text(${
