@@ -9,7 +9,7 @@ import type { SimulatorHandle } from "../lib/simulator/mod.ts";
 import { assertHandedOver, connectionIds, duplicates, sentTicks } from "./_support/accounting.ts";
 import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
 import { runDeno, taskPermissions } from "./_support/run.ts";
-import { TEST_KEY, waitFor, withSimulator } from "./_support/sim.ts";
+import { ingestEnv, waitFor, withSimulator } from "./_support/sim.ts";
 import { databaseUrl } from "./_support/url.ts";
 
 /** An ingest process and the messages it logged so far (JSON lines). */
@@ -45,14 +45,7 @@ function spawnIngest(
         "json",
         ...args,
       ],
-      env: {
-        NO_COLOR: "1",
-        DATABASE_URL: databaseUrl(db.config),
-        TWELVEDATA_API_KEY: TEST_KEY,
-        TWELVEDATA_WS_URL: sim.wsUrl,
-        TWELVEDATA_API_URL: sim.apiUrl,
-        TICKPIPE_DATA_DIR: dataDir,
-      },
+      env: { NO_COLOR: "1", ...ingestEnv(sim, databaseUrl(db.config), dataDir) },
       stdin: "null",
       stdout: "null",
       stderr: "piped",
@@ -234,14 +227,7 @@ Deno.test("--no-standby: a symbol held by another process is refused with one li
           ["--symbols", "AAPL,BTC/USD", "--no-standby"],
           {
             permissions: taskPermissions("ingest"),
-            env: {
-              DATABASE_URL: databaseUrl(db.config),
-              TWELVEDATA_API_KEY: TEST_KEY,
-              TWELVEDATA_WS_URL: sim.wsUrl,
-              TWELVEDATA_API_URL: sim.apiUrl,
-              TICKPIPE_DATA_DIR: dataDir,
-              TICKPIPE_LOG_LEVEL: "warn",
-            },
+            env: { ...ingestEnv(sim, databaseUrl(db.config), dataDir), TICKPIPE_LOG_LEVEL: "warn" },
           },
         );
         assert.equal(refused.code, 1, refused.stderr);

@@ -26,16 +26,21 @@ interface Ingest {
   done: Promise<IngestSummary>;
 }
 
+/** How a test ingest differs from the default. */
+interface StartOptions {
+  lease?: Partial<NonNullable<IngestOptions["lease"]>>;
+  /** Reach the database through this proxy. */
+  via?: Proxy;
+  /** Serve metrics and /healthz (on a free port, logged). */
+  metrics?: boolean;
+}
+
 async function startIngest(
   db: TestDatabase,
   sim: SimulatorHandle,
   name: string,
   symbols: string[],
-  options: {
-    lease?: Partial<NonNullable<IngestOptions["lease"]>>;
-    via?: Proxy;
-    metrics?: boolean;
-  } = {},
+  options: StartOptions = {},
 ): Promise<Ingest> {
   const { logger, lines } = captureLogger();
   const config = options.via
@@ -108,10 +113,32 @@ async function waitOn(
 const owned = (i: Ingest) => i.summary()?.leases?.owned ?? -1;
 const standby = (i: Ingest) => i.summary()?.leases?.standby ?? -1;
 
+/** Starts "a" until it holds every one of `symbols`, then "b" until it stands by for them. */
+async function holderAndStandby(
+  db: TestDatabase,
+  sim: SimulatorHandle,
+  symbols: string[],
+  options: { a?: StartOptions; b?: StartOptions } = {},
+): Promise<[Ingest, Ingest]> {
+  const a = await startIngest(db, sim, "a", symbols, options.a);
+  await waitOn([a], () => owned(a) === symbols.length, "a to hold its leases");
+  const b = await startIngest(db, sim, "b", symbols, options.b);
+  await waitOn([a, b], () => standby(b) === symbols.length, "b to stand by");
+  return [a, b];
+}
+
 /** Waits until the simulator has sent `more` price events beyond now. */
 async function sentMore(sim: SimulatorHandle, more: number): Promise<void> {
   const target = sim.stats().price_events_sent + more;
   await waitFor(() => sim.stats().price_events_sent >= target, `${more} more ticks`, 30_000);
+}
+
+/** Every tick the simulator sent is stored once: rows per symbol equal its counts. */
+async function assertEveryTickOnce(sql: Sql, sim: SimulatorHandle): Promise<void> {
+  const rows = await sql<{ symbol: string; n: number }[]>`
+    SELECT symbol, count(*)::int AS n FROM crypto_ticks GROUP BY symbol`;
+  assert.deepEqual(Object.fromEntries(rows.map((r) => [r.symbol, r.n])), sim.stats().by_symbol);
+  assert.equal(await duplicates(sql), 0);
 }
 
 async function handovers(sql: Sql) {
@@ -124,11 +151,7 @@ Deno.test("Two ingests on the same symbols: one writes, the other stands by, the
   try {
     const symbols = ["BTC/USD", "ETH/USD"];
     await withSimulator({ rate: 2_000, symbols, recordFrames: true }, async (sim) => {
-      const a = await startIngest(db, sim, "a", symbols);
-      await waitOn([a], () => owned(a) === 2, "a to hold both leases");
-      await sentMore(sim, 300);
-      const b = await startIngest(db, sim, "b", symbols, { metrics: true });
-      await waitOn([a, b], () => standby(b) === 2, "b to stand by");
+      const [a, b] = await holderAndStandby(db, sim, symbols, { b: { metrics: true } });
       // A hot standby is healthy, and says what it waits for.
       const url = /Serving metrics on (http:\S+)\/metrics/.exec(b.lines.join("\n"))![1];
       const health = await fetch(`${url}/healthz`);
@@ -197,13 +220,7 @@ Deno.test("Ingests on different symbols run side by side, each symbol complete",
         const [first, second] = await Promise.all([a.stop(), b.stop()]);
         assert.equal(first.leases?.standby, 0);
         assert.equal(second.leases?.standby, 0);
-        const rows = await db.sql<{ symbol: string; n: number }[]>`
-        SELECT symbol, count(*)::int AS n FROM crypto_ticks GROUP BY symbol`;
-        assert.deepEqual(
-          Object.fromEntries(rows.map((r) => [r.symbol, r.n])),
-          sim.stats().by_symbol,
-        );
-        assert.equal(await duplicates(db.sql), 0);
+        await assertEveryTickOnce(db.sql, sim);
         assert.deepEqual([...await handovers(db.sql)], []);
       },
     );
@@ -233,14 +250,11 @@ Deno.test("Overlapping symbol sets: the second ingests what is free and stands b
       const [ca, cb] = connectionIds(sim);
       const eth = await assertHandedOver(db.sql, sim, "ETH/USD", ca!, cb!);
       assert.equal(eth.lost, 0);
-      const stats = sim.stats();
-      const rows = await db.sql<{ symbol: string; n: number }[]>`
-        SELECT symbol, count(*)::int AS n FROM crypto_ticks GROUP BY symbol`;
-      assert.deepEqual(Object.fromEntries(rows.map((r) => [r.symbol, r.n])), stats.by_symbol);
+      await assertEveryTickOnce(db.sql, sim);
       // Each symbol went to one connection at a time: BTC to a only, AAPL to b only.
+      const stats = sim.stats();
       assert.equal(stats.by_connection[cb!]!["BTC/USD"], undefined);
       assert.equal(stats.by_connection[ca!]!["AAPL"], undefined);
-      assert.equal(await duplicates(db.sql), 0);
       assert.deepEqual(
         (await handovers(db.sql)).map((h) =>
           `${h.symbol} ${h.kind} ${h.from_holder}→${h.to_holder}`
@@ -252,6 +266,38 @@ Deno.test("Overlapping symbol sets: the second ingests what is free and stands b
     await db.drop();
   }
 });
+
+/**
+ * Stops the standby `b`, then the holder `a`, and asserts that nothing changed hands and
+ * every tick was stored once.
+ */
+async function stopHeldThroughout(
+  db: TestDatabase,
+  sim: SimulatorHandle,
+  a: Ingest,
+  b: Ingest,
+): Promise<void> {
+  const second = await b.stop();
+  const first = await a.stop();
+  assert.equal(first.leases?.lost, 0);
+  assert.equal(second.leases?.takeovers, 0);
+  await assertEveryTickOnce(db.sql, sim);
+  assert.deepEqual([...await handovers(db.sql)], []);
+}
+
+/** Runs `fn` with a fresh database and a proxy in front of it, both removed afterwards. */
+async function withProxiedDatabase(
+  fn: (db: TestDatabase, proxy: Proxy) => Promise<void>,
+): Promise<void> {
+  const db = await createTestDatabase();
+  const proxy = startProxy({ hostname: db.config.host, port: db.config.port });
+  try {
+    await fn(db, proxy);
+  } finally {
+    await proxy.close();
+    await db.drop();
+  }
+}
 
 /** Runs `fn` on a one-connection pool to the test server's admin database. */
 async function asAdmin<T>(db: TestDatabase, fn: (admin: Sql) => Promise<T>): Promise<T> {
@@ -269,11 +315,10 @@ Deno.test("A database restart: the holder wins its leases back, the standby does
   try {
     const symbols = ["BTC/USD", "ETH/USD"];
     await withSimulator({ rate: 2_000, symbols }, async (sim) => {
-      const a = await startIngest(db, sim, "a", symbols);
-      await waitOn([a], () => owned(a) === 2, "a to hold its leases");
       // A long grace: the standby could only take a lease if the rule let it.
-      const b = await startIngest(db, sim, "b", symbols, { lease: { graceMs: 60_000 } });
-      await waitOn([a, b], () => standby(b) === 2, "b to stand by");
+      const [a, b] = await holderAndStandby(db, sim, symbols, {
+        b: { lease: { graceMs: 60_000 } },
+      });
       await sentMore(sim, 300);
       // Every session ends and none can start, as while the server restarts.
       await asAdmin(db, async (admin) => {
@@ -294,16 +339,8 @@ Deno.test("A database restart: the holder wins its leases back, the standby does
       );
       await waitOn([a, b], () => connected(b) === true && standby(b) === 2, "b to stand by again");
       await sentMore(sim, 300);
-      const second = await b.stop();
-      const first = await a.stop();
-      assert.equal(first.leases?.lost, 0);
-      assert.equal(second.leases?.takeovers, 0);
       // The holder kept every tick through the outage and wrote it afterwards.
-      const rows = await db.sql<{ symbol: string; n: number }[]>`
-        SELECT symbol, count(*)::int AS n FROM crypto_ticks GROUP BY symbol`;
-      assert.deepEqual(Object.fromEntries(rows.map((r) => [r.symbol, r.n])), sim.stats().by_symbol);
-      assert.equal(await duplicates(db.sql), 0);
-      assert.deepEqual([...await handovers(db.sql)], []);
+      await stopHeldThroughout(db, sim, a, b);
     });
   } finally {
     await asAdmin(db, (admin) => admin`ALTER DATABASE ${admin(name)} ALLOW_CONNECTIONS true`)
@@ -313,18 +350,12 @@ Deno.test("A database restart: the holder wins its leases back, the standby does
 });
 
 Deno.test("The holder cut off from the database for less than the lease timeout keeps its leases and loses nothing", async () => {
-  const db = await createTestDatabase();
-  const proxy = startProxy({ hostname: db.config.host, port: db.config.port });
-  try {
+  await withProxiedDatabase(async (db, proxy) => {
     const symbols = ["BTC/USD", "ETH/USD"];
     await withSimulator({ rate: 2_000, symbols }, async (sim) => {
-      const a = await startIngest(db, sim, "a", symbols, {
-        via: proxy,
-        lease: { timeoutMs: 60_000 },
+      const [a, b] = await holderAndStandby(db, sim, symbols, {
+        a: { via: proxy, lease: { timeoutMs: 60_000 } },
       });
-      await waitOn([a], () => owned(a) === 2, "a to hold its leases");
-      const b = await startIngest(db, sim, "b", symbols);
-      await waitOn([a, b], () => standby(b) === 2, "b to stand by");
       // A partition: a's sessions stay open on the server, silent.
       proxy.freeze();
       await sentMore(sim, 1_000);
@@ -335,31 +366,16 @@ Deno.test("The holder cut off from the database for less than the lease timeout 
       );
       proxy.thaw();
       await sentMore(sim, 300);
-      const second = await b.stop();
-      const first = await a.stop();
-      assert.equal(first.leases?.lost, 0);
-      assert.equal(second.leases?.takeovers, 0);
-      const rows = await db.sql<{ symbol: string; n: number }[]>`
-        SELECT symbol, count(*)::int AS n FROM crypto_ticks GROUP BY symbol`;
-      assert.deepEqual(Object.fromEntries(rows.map((r) => [r.symbol, r.n])), sim.stats().by_symbol);
-      assert.equal(await duplicates(db.sql), 0);
+      await stopHeldThroughout(db, sim, a, b);
     });
-  } finally {
-    await proxy.close();
-    await db.drop();
-  }
+  });
 });
 
 Deno.test("The holder whose sessions end while it goes on: the standby takes over, the holder stops and records the overlap", async () => {
-  const db = await createTestDatabase();
-  const proxy = startProxy({ hostname: db.config.host, port: db.config.port });
-  try {
+  await withProxiedDatabase(async (db, proxy) => {
     const symbols = ["BTC/USD", "ETH/USD"];
     await withSimulator({ rate: 2_000, symbols, recordFrames: true }, async (sim) => {
-      const a = await startIngest(db, sim, "a", symbols, { via: proxy });
-      await waitOn([a], () => owned(a) === 2, "a to hold its leases");
-      const b = await startIngest(db, sim, "b", symbols);
-      await waitOn([a, b], () => standby(b) === 2, "b to stand by");
+      const [a, b] = await holderAndStandby(db, sim, symbols, { a: { via: proxy } });
       await sentMore(sim, 300);
       // a's connections are reset and it cannot reconnect: its sessions end at once.
       proxy.cut();
@@ -404,8 +420,5 @@ Deno.test("The holder whose sessions end while it goes on: the standby takes ove
       assert.ok(twice!.n > 0, "the overlap is real in this test");
       assert.equal(twice!.outside, 0);
     });
-  } finally {
-    await proxy.close();
-    await db.drop();
-  }
+  });
 });
