@@ -296,7 +296,13 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
           for (const event of events) pipeline.pushPrice(event);
         },
       });
-      await leases.start();
+      try {
+        await leases.start();
+      } catch (error) {
+        if (error instanceof UserError) throw error;
+        const message = error instanceof Error ? error.message : String(error);
+        throw new UserError(`Cannot take the ingest leases: ${message}`, { cause: error });
+      }
     } else {
       client.subscribe(options.symbols);
     }
