@@ -195,17 +195,18 @@ function seedRowsOf(taken: Taken[]): SeedRow[] {
 export async function runIngest(sql: Sql, options: IngestOptions): Promise<IngestSummary> {
   const logger = options.logger ?? silentLogger;
   const started = performance.now();
-  const pipeline = await IngestPipeline.open(sql, {
-    dataDir: options.dataDir,
-    logger,
-    ...options.pipeline,
-  });
-  // Leases are per symbol as stored ("RY" for "RY:TSX"); subscriptions use the specs given.
+  // Checked before anything is opened. Leases are per symbol as stored ("RY" for "RY:TSX");
+  // subscriptions use the specs given.
   const specs = new Map<string, SymbolSpec[]>();
   for (const spec of normalizeSymbols(options.symbols)) {
     specs.set(spec.symbol, [...(specs.get(spec.symbol) ?? []), spec]);
   }
   const specsOf = (symbols: string[]) => symbols.flatMap((s) => specs.get(s) ?? []);
+  const pipeline = await IngestPipeline.open(sql, {
+    dataDir: options.dataDir,
+    logger,
+    ...options.pipeline,
+  });
   let leases: IngestLeases<PriceEvent> | undefined;
   const onEvent = (event: TwelveDataEvent) => {
     // The client's schema has checked the event: the pipeline's fast path does the rest.
