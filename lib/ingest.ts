@@ -1,9 +1,18 @@
 import type { Sql } from "postgres";
 import { UserError } from "./errors.ts";
+import { IngestLeases, type LeaseOptions, type LeaseStats, type Taken } from "./lease/mod.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { type Metric, type MetricsServer, serveMetrics } from "./metrics.ts";
 import { IngestPipeline, type PipelineOptions, type PipelineStats } from "./pipeline/pipeline.ts";
-import { type ClientStats, TwelveDataClient, type TwelveDataEvent } from "./twelvedata/mod.ts";
+import type { SeedRow } from "./pipeline/sequencer.ts";
+import {
+  type ClientStats,
+  normalizeSymbols,
+  type PriceEvent,
+  type SymbolSpec,
+  TwelveDataClient,
+  type TwelveDataEvent,
+} from "./twelvedata/mod.ts";
 
 /** The tutorial's symbols: what `ingest` subscribes to without `--symbols`. */
 export const DEFAULT_SYMBOLS = ["BTC/USD", "ETH/USD", "MSFT", "AAPL"];
@@ -33,6 +42,15 @@ export interface IngestOptions {
   };
   /** Called with every summary (for tests and the demo). */
   onSummary?: (summary: IngestSummary) => void;
+  /**
+   * One writer per symbol (docs/one_writer.md): hold a lease per symbol in the database,
+   * ingest only the symbols held and stand by for the others. Without it this process
+   * ingests every symbol whatever other processes do.
+   */
+  lease?: Omit<
+    LeaseOptions<PriceEvent>,
+    "symbols" | "logger" | "onAcquire" | "onLose" | "onRelease"
+  >;
 }
 
 /** What an ingest run did, as of the moment it is taken. */
@@ -43,6 +61,8 @@ export interface IngestSummary {
   uptimeS: number;
   /** Ticks received per second over the last summary interval. */
   ticksPerS: number;
+  /** With `lease`: symbols held and stood by for. */
+  leases?: LeaseStats;
 }
 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
@@ -61,6 +81,9 @@ export function summaryLine(s: IngestSummary): string {
   ];
   if (p.latencyP99Ms !== undefined) {
     parts.push(`commit p50 ${fmt(p.latencyP50Ms ?? 0)} ms / p99 ${fmt(p.latencyP99Ms)} ms`);
+  }
+  if (s.leases && s.leases.standby > 0) {
+    parts.push(`${s.leases.owned} symbol(s) held, standby for ${s.leases.standby}`);
   }
   return parts.join(", ");
 }
@@ -92,6 +115,17 @@ function metricsOf(s: IngestSummary): Metric[] {
     m("commit_latency_p99_ms", "gauge", "Tick receipt to commit, 99th pct", p.latencyP99Ms ?? 0),
     m("uptime_seconds", "gauge", "Seconds since ingest started", s.uptimeS),
   ];
+  const l = s.leases;
+  if (l) {
+    metrics.push(
+      m("symbols_owned", "gauge", "Symbols whose lease this process holds", l.owned),
+      m("symbols_standby", "gauge", "Symbols held by another process, stood by for", l.standby),
+      m("lease_takeovers_total", "counter", "Symbols taken over from another process", l.takeovers),
+      m("leases_lost_total", "counter", "Symbols lost to another process", l.lost),
+      m("ticks_not_owned_total", "counter", "Ticks of symbols not held, not stored", l.notOwned),
+      m("lease_session_up", "gauge", "1 while the lease session is connected", l.connected ? 1 : 0),
+    );
+  }
   for (const [symbol, ms] of Object.entries(c.lastTickMs)) {
     metrics.push({
       name: "tickpipe_last_tick_timestamp_seconds",
@@ -115,11 +149,41 @@ function metricsOf(s: IngestSummary): Metric[] {
 
 /** Fails with a clear line when the schema has not been set up (a write could never succeed). */
 export async function checkSchema(sql: Sql): Promise<void> {
-  const [row] = await sql<{ ticks: string | null; batches: string | null }[]>`
-    SELECT to_regclass('crypto_ticks')::text AS ticks, to_regclass('tickpipe_batches')::text AS batches`;
+  const [row] = await sql<
+    { ticks: string | null; batches: string | null; leases: string | null }[]
+  >`
+    SELECT to_regclass('crypto_ticks')::text AS ticks, to_regclass('tickpipe_batches')::text AS batches,
+           to_regclass('tickpipe_lease_holders')::text AS leases`;
   if (!row?.ticks || !row.batches) {
     throw new UserError("Cannot ingest: the schema is missing (run `deno task setup` first)");
   }
+  if (!row.leases) {
+    throw new UserError(
+      "Cannot ingest: the schema predates ingest leases (run `deno task setup` to update it)",
+    );
+  }
+}
+
+/**
+ * Where a symbol taken over continues: from the last stored tick (seq, volume), and above
+ * any seq its previous owner may still write (a batch in flight when it died, its spool).
+ * That owner received no tick stamped later than the second of the takeover, and seq within
+ * a second is its µs plus an arrival ordinal (far below 500,000 ticks a second): seq goes on
+ * from the middle of that second, which leaves room for this second's own ordinals.
+ */
+function seedRowsOf(taken: Taken[]): SeedRow[] {
+  const rows: SeedRow[] = [];
+  for (const t of taken) {
+    if (t.lastTick) rows.push({ symbol: t.symbol, ...t.lastTick });
+    const at = Math.max(t.sinceMs, Date.now());
+    rows.push({
+      symbol: t.symbol,
+      seq: Math.floor(at / 1000) * 1_000_000 + 500_000,
+      timeMs: at,
+      dayVolume: null,
+    });
+  }
+  return rows;
 }
 
 /**
@@ -131,14 +195,24 @@ export async function checkSchema(sql: Sql): Promise<void> {
 export async function runIngest(sql: Sql, options: IngestOptions): Promise<IngestSummary> {
   const logger = options.logger ?? silentLogger;
   const started = performance.now();
+  // Checked before anything is opened. Leases are per symbol as stored ("RY" for "RY:TSX");
+  // subscriptions use the specs given.
+  const specs = new Map<string, SymbolSpec[]>();
+  for (const spec of normalizeSymbols(options.symbols)) {
+    specs.set(spec.symbol, [...(specs.get(spec.symbol) ?? []), spec]);
+  }
+  const specsOf = (symbols: string[]) => symbols.flatMap((s) => specs.get(s) ?? []);
   const pipeline = await IngestPipeline.open(sql, {
     dataDir: options.dataDir,
     logger,
     ...options.pipeline,
   });
+  let leases: IngestLeases<PriceEvent> | undefined;
   const onEvent = (event: TwelveDataEvent) => {
     // The client's schema has checked the event: the pipeline's fast path does the rest.
-    if (event.event === "price") pipeline.pushPrice(event);
+    if (event.event !== "price") return;
+    if (leases && !leases.admit(event)) return;
+    pipeline.pushPrice(event);
   };
   let client: TwelveDataClient;
   try {
@@ -160,6 +234,7 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
       pipeline: pipeline.stats(),
       uptimeS: (now - started) / 1000,
       ticksPerS,
+      ...(leases ? { leases: leases.stats() } : {}),
     };
   };
   const summaryTimer = setInterval(() => {
@@ -194,6 +269,10 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
           if (dbDownS > 60) {
             return { ok: false, detail: `database failing for ${Math.round(dbDownS)} s` };
           }
+          if (s.leases && s.leases.owned === 0 && s.leases.standby > 0) {
+            // A hot standby is healthy: it takes over when the holder stops.
+            return { ok: true, detail: `standby for ${s.leases.standby} symbols` };
+          }
           return {
             ok: true,
             detail: `ok: websocket ${s.client.state}, ${s.pipeline.written} rows written`,
@@ -203,7 +282,31 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
       logger.info(`Serving metrics on http://127.0.0.1:${metrics.port}/metrics and /healthz`);
     }
 
-    client.subscribe(options.symbols);
+    if (options.lease) {
+      const lease = options.lease;
+      leases = new IngestLeases<PriceEvent>({
+        ...lease,
+        symbols: [...specs.keys()],
+        logger,
+        onAcquire: (taken) => {
+          pipeline.seed(seedRowsOf(taken));
+          client.subscribe(specsOf(taken.map((t) => t.symbol)));
+        },
+        onLose: (symbols) => client.unsubscribe(specsOf(symbols)),
+        onRelease: (events) => {
+          for (const event of events) pipeline.pushPrice(event);
+        },
+      });
+      try {
+        await leases.start();
+      } catch (error) {
+        if (error instanceof UserError) throw error;
+        const message = error instanceof Error ? error.message : String(error);
+        throw new UserError(`Cannot take the ingest leases: ${message}`, { cause: error });
+      }
+    } else {
+      client.subscribe(options.symbols);
+    }
     const stopped = new Promise<void>((resolve) => {
       if (options.signal.aborted) resolve();
       options.signal.addEventListener("abort", () => resolve(), { once: true });
@@ -214,8 +317,12 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
     logger.info("Stopping: closing the WebSocket gracefully, then writing everything held");
   } finally {
     clearInterval(summaryTimer);
+    leases?.stopAcquiring();
     await client.close().catch((error) => logger.warn(`WebSocket close: ${error.message}`));
     await pipeline.close();
+    // Released only once everything it accepted is written (or spooled): the next owner
+    // continues seq from the last stored tick.
+    await leases?.close();
     await metrics?.close();
     globalThis.removeEventListener("unhandledrejection", onUnhandled);
   }

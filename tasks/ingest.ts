@@ -1,14 +1,19 @@
 import { configFromFlags, loggerFor, numberFlag, parseFlags, runMain } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
-import { openDatabase } from "../lib/db/connection.ts";
+import { connect, openDatabase } from "../lib/db/connection.ts";
 import { checkSchema, DEFAULT_SYMBOLS, runIngest } from "../lib/ingest.ts";
 import { clientOptionsFromConfig } from "../lib/twelvedata/mod.ts";
 
 const USAGE = `Usage: tickpipe ingest [--symbols BTC/USD,ETH/USD,MSFT,AAPL] [--metrics-port 9464]
-                       [--batch-size 5000] [--flush-ms 100] [--log-level L] [--log-format text|json]
+                       [--batch-size 5000] [--flush-ms 100] [--no-standby] [--lease-timeout 20]
+                       [--log-level L] [--log-format text|json]
 
 Streams Twelve Data prices into crypto_ticks until SIGINT/SIGTERM, then closes the
-WebSocket gracefully, writes everything it holds, and exits 0.`;
+WebSocket gracefully, writes everything it holds, and exits 0.
+
+One writer per symbol: a symbol another ingest process holds is stood by for and taken
+over when that process stops (--no-standby: exit 1 instead). --lease-timeout: seconds
+after which a silent holder (vanished host, frozen process) loses its leases.`;
 
 /** `tickpipe ingest`: the tutorial's WebsocketPipeline, production-grade. */
 export function run(args: string[]): Promise<number> {
@@ -18,6 +23,8 @@ export function run(args: string[]): Promise<number> {
       "metrics-port": { type: "string" },
       "batch-size": { type: "string" },
       "flush-ms": { type: "string" },
+      "no-standby": { type: "boolean" },
+      "lease-timeout": { type: "string" },
     }, USAGE);
     const symbols = values.symbols
       ? values.symbols.split(",").map((s) => s.trim()).filter(Boolean)
@@ -33,6 +40,10 @@ export function run(args: string[]): Promise<number> {
       integer: true,
     });
     const maxWaitMs = numberFlag("flush-ms", values["flush-ms"], USAGE, { min: 1, integer: true });
+    const leaseTimeoutS = numberFlag("lease-timeout", values["lease-timeout"], USAGE, {
+      min: 2,
+      max: 3600,
+    });
 
     const config = configFromFlags(values);
     const logger = loggerFor(config);
@@ -54,6 +65,21 @@ export function run(args: string[]): Promise<number> {
         pipeline: {
           ...(maxBatch ? { maxBatch } : {}),
           ...(maxWaitMs ? { maxWaitMs } : {}),
+        },
+        lease: {
+          // A session of its own, never replaced behind the lease's back.
+          connect: () =>
+            connect(db.config, {
+              max: 1,
+              idleTimeout: 0,
+              maxLifetime: 0,
+              fetchTypes: false,
+              connectTimeout: 5,
+              applicationName: "tickpipe lease",
+              logger,
+            }),
+          standby: !values["no-standby"],
+          ...(leaseTimeoutS ? { timeoutMs: leaseTimeoutS * 1000 } : {}),
         },
       });
       return 0;

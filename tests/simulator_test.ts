@@ -155,6 +155,44 @@ Deno.test("Simulator control endpoint injects faults and /stats counts them", as
   });
 });
 
+Deno.test("Simulator counts, and with recordFrames keeps, what each connection was sent", async () => {
+  await withSimulator({ rate: 500, recordFrames: true }, async (sim) => {
+    const first = await rawSocket(sim);
+    const second = await rawSocket(sim);
+    try {
+      first.send({ action: "subscribe", params: { symbols: "BTC/USD,ETH/USD" } });
+      await waitFor(() => first.of("price").length >= 50, "ticks on the first connection");
+      second.send({ action: "subscribe", params: { symbols: "ETH/USD" } });
+      await waitFor(() => second.of("price").length >= 20, "ticks on the second connection");
+      first.send({ action: "reset" });
+      second.send({ action: "reset" });
+      await waitFor(
+        () => first.of("reset-status").length + second.of("reset-status").length === 2,
+        "resets",
+      );
+      const stats = sim.stats();
+      const [a, b] = Object.keys(stats.by_connection).map(Number).sort((x, y) => x - y);
+      const perConnection = (id: number, symbol: string) => stats.by_connection[id]?.[symbol] ?? 0;
+      assert.equal(perConnection(b!, "BTC/USD"), 0);
+      for (const symbol of ["BTC/USD", "ETH/USD"]) {
+        assert.equal(
+          perConnection(a!, symbol) + perConnection(b!, symbol),
+          stats.by_symbol[symbol],
+        );
+      }
+      // The record is the frames each socket received, in order.
+      for (const [id, ws] of [[a!, first], [b!, second]] as const) {
+        const received = ws.raw.filter((f) => f.startsWith('{"event":"price","symbol":"ETH/USD"'));
+        assert.deepEqual(sim.framesSent(id, "ETH/USD"), received);
+        assert.equal(received.length, perConnection(id, "ETH/USD"));
+      }
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+});
+
 Deno.test("Simulator REST serves time series windows with Twelve Data's shapes", async () => {
   await withSimulator({}, async (sim) => {
     const get = async (query: string) =>

@@ -11,11 +11,19 @@ export interface ConnectOptions {
   max?: number;
   /** Seconds to wait for a connection before failing (default 10). */
   connectTimeout?: number;
-  /** Seconds an idle connection stays open (default 60). */
+  /** Seconds an idle connection stays open (default 60; 0: for ever). */
   idleTimeout?: number;
+  /** Seconds before a connection is replaced by a fresh one (default 3600; 0: never). */
+  maxLifetime?: number;
   logger?: Logger;
   /** Shown in pg_stat_activity. */
   applicationName?: string;
+  /**
+   * Fetch the array types on connect (default true): needed to pass JS arrays as
+   * parameters; postgres.js 3.4.9 does not await that query, so a connection killed
+   * meanwhile rejects with nobody listening.
+   */
+  fetchTypes?: boolean;
 }
 
 /** Opens a postgres.js pool on `database` with explicit pool size and timeouts. */
@@ -35,7 +43,8 @@ export function connect(database: DatabaseConfig, options: ConnectOptions = {}):
     max: options.max ?? 4,
     connect_timeout: options.connectTimeout ?? 10,
     idle_timeout: options.idleTimeout ?? 60,
-    max_lifetime: 60 * 60,
+    max_lifetime: options.maxLifetime ?? 60 * 60,
+    fetch_types: options.fetchTypes ?? true,
     connection: { application_name: options.applicationName ?? "tickpipe" },
     onnotice: (notice) => logger.debug(`PostgreSQL notice: ${notice.message}`),
   });

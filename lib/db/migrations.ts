@@ -13,6 +13,7 @@ import candlesColumnstore from "../../sql/003_candles_columnstore.timescaledb.sq
 import candlesCompression from "../../sql/003_candles_columnstore.timescaledb_legacy.sql" with {
   type: "text",
 };
+import ingestLeases from "../../sql/006_ingest_leases.sql" with { type: "text" };
 
 /** One numbered schema change, with its SQL for each mode. */
 export interface Migration {
@@ -47,6 +48,8 @@ export const MIGRATIONS: Migration[] = [
     timescaledb: `${candlesTimescale}\n${candlesColumnstore}`,
     timescaledbLegacy: `${candlesTimescale}\n${candlesCompression}`,
   },
+  // A plain table in both modes: a handful of rows per symbol, no time-series features.
+  { version: 6, name: "ingest_leases", portable: ingestLeases, timescaledb: ingestLeases },
 ];
 
 /** The SQL of `migration` for `mode` (and, in TimescaleDB mode, the server's version). */

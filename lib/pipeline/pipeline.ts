@@ -3,7 +3,7 @@ import type { Sql } from "postgres";
 import { type Logger, silentLogger } from "../log.ts";
 import type { Batch } from "./batch.ts";
 import { Batcher, BATCHER_DEFAULTS, type PushResult } from "./batcher.ts";
-import { seedState, TickSequencer } from "./sequencer.ts";
+import { type SeedRow, seedState, TickSequencer } from "./sequencer.ts";
 import { Spool } from "./spool.ts";
 import {
   checkPriceFields,
@@ -223,6 +223,14 @@ export class IngestPipeline {
     const result = this.#batcher.push(this.#sequencer.assignPrice(event, performance.now()));
     if (result !== "dropped") this.#accepted++;
     return result;
+  }
+
+  /**
+   * Continues seq and volume of each symbol from `rows` (e.g. the last tick stored by the
+   * process whose lease this one took over): seq only ever rises.
+   */
+  seed(rows: Iterable<SeedRow>): void {
+    this.#sequencer.seed(rows);
   }
 
   /** Counts a tick rejected upstream (e.g. a malformed frame) with its reason. */

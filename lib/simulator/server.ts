@@ -38,6 +38,8 @@ export interface SimulatorOptions {
   refuseKey?: boolean;
   /** Stop sending price events once this many have been sent in total (for benchmarks). */
   maxTicks?: number;
+  /** Keep every price frame sent, per connection and symbol, for `framesSent` (tests). */
+  recordFrames?: boolean;
   logger?: Logger;
 }
 
@@ -46,6 +48,11 @@ export interface SimulatorStats {
   /** Well-formed price events handed to an open socket. */
   price_events_sent: number;
   by_symbol: Record<string, number>;
+  /**
+   * Price events per connection (by its id, in the order connections were opened; closed
+   * ones included) and symbol: what each subscriber was sent.
+   */
+  by_connection: Record<string, Record<string, number>>;
   /** Open WebSocket connections. */
   connections: number;
   /** WebSocket handshakes attempted (refused ones included). */
@@ -77,6 +84,11 @@ export interface SimulatorHandle {
   drop(): Promise<void>;
   /** The current connections go silent for `ms`: no ticks, no answers, not even heartbeats. */
   stall(ms: number): void;
+  /**
+   * The price frames sent to connection `id` for `symbol`, in order (with `recordFrames`;
+   * empty otherwise).
+   */
+  framesSent(id: number, symbol: string): string[];
   /** Sends `count` malformed frames to every open connection; returns frames sent. */
   malformed(count: number): number;
   /** Sends `count` valid but unusual price events to every open connection. */
@@ -125,6 +137,10 @@ interface Connection {
   open: boolean;
   /** Below the high-water mark and not stalled: refreshed before each batch of ticks. */
   writable: boolean;
+  /** Price events sent to this connection, per quote. */
+  sent: Map<Quote, number>;
+  /** The frames themselves, per quote, with `recordFrames`. */
+  frames: Map<Quote, string[]> | undefined;
 }
 
 function symbolNames(param: z.output<typeof SymbolsParam>): string[] {
@@ -171,6 +187,9 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
   let refusing = options.refuseKey ?? false;
   let nextId = 1;
   const connections = new Set<Connection>();
+  // The connections opened (the latest 1000), for the per-connection counts of /stats.
+  const opened: Connection[] = [];
+  const OPENED_KEPT = 1000;
   const subscribers = new Map<Quote, Set<Connection>>();
   let active: Quote[] = [];
   let activeDirty = false;
@@ -362,11 +381,15 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
       stalledUntil: 0,
       open: false,
       writable: false,
+      sent: new Map(),
+      frames: options.recordFrames ? new Map() : undefined,
     };
     socket.onopen = () => {
       if (closing) return socket.close(1001, "shutting down");
       conn.open = true;
       connections.add(conn);
+      opened.push(conn);
+      if (opened.length > OPENED_KEPT) opened.shift();
       logger.debug("Simulator connection opened", { id: conn.id });
     };
     socket.onmessage = (event) => onMessage(conn, event.data);
@@ -383,7 +406,15 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
     let delivered = 0;
     for (const conn of set) {
       if (stats.price_events_sent + delivered >= maxTicks) break;
-      if (conn.writable && sendText(conn, frame)) delivered++;
+      if (conn.writable && sendText(conn, frame)) {
+        delivered++;
+        conn.sent.set(quote, (conn.sent.get(quote) ?? 0) + 1);
+        if (conn.frames) {
+          let frames = conn.frames.get(quote);
+          if (!frames) conn.frames.set(quote, frames = []);
+          frames.push(frame);
+        }
+      }
     }
     if (delivered > 0) {
       quote.sent += delivered;
@@ -702,7 +733,18 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
   function snapshot(): SimulatorStats {
     const bySymbol: Record<string, number> = {};
     for (const [symbol, quote] of market.quotes) if (quote.sent > 0) bySymbol[symbol] = quote.sent;
-    return { ...stats, by_symbol: bySymbol, connections: connections.size };
+    const byConnection: Record<string, Record<string, number>> = {};
+    for (const conn of opened) {
+      const counts: Record<string, number> = {};
+      for (const [quote, n] of conn.sent) counts[quote.instrument.symbol] = n;
+      byConnection[conn.id] = counts;
+    }
+    return {
+      ...stats,
+      by_symbol: bySymbol,
+      by_connection: byConnection,
+      connections: connections.size,
+    };
   }
 
   function stall(ms: number): void {
@@ -765,6 +807,11 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
     wsUrl: "",
     apiUrl: "",
     stats: snapshot,
+    framesSent(id, symbol) {
+      const conn = opened.find((c) => c.id === id);
+      const quote = market.quotes.get(symbol);
+      return (quote && conn?.frames?.get(quote)?.slice()) ?? [];
+    },
     drop,
     stall,
     malformed(count) {

@@ -41,6 +41,21 @@ export function testClientOptions(
   };
 }
 
+/** The environment of an `ingest` task run against `sim` and the database at `databaseUrl`. */
+export function ingestEnv(
+  sim: SimulatorHandle,
+  databaseUrl: string,
+  dataDir: string,
+): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    TWELVEDATA_API_KEY: TEST_KEY,
+    TWELVEDATA_WS_URL: sim.wsUrl,
+    TWELVEDATA_API_URL: sim.apiUrl,
+    TICKPIPE_DATA_DIR: dataDir,
+  };
+}
+
 /** A debug-level logger whose lines are collected in `lines`. */
 export function captureLogger(): { logger: Logger; lines: string[] } {
   const lines: string[] = [];
