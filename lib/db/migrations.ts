@@ -14,6 +14,7 @@ import candlesColumnstore from "../../sql/003_candles_columnstore.timescaledb.sq
 import candlesCompression from "../../sql/003_candles_columnstore.timescaledb_legacy.sql" with {
   type: "text",
 };
+import externalWrites from "../../sql/004_external_writes.sql" with { type: "text" };
 
 /** One numbered schema change, with its SQL for each mode. */
 export interface Migration {
@@ -48,6 +49,8 @@ export const MIGRATIONS: Migration[] = [
     timescaledb: `${candlesTimescale}\n${candlesColumnstore}`,
     timescaledbLegacy: `${candlesTimescale}\n${candlesCompression}`,
   },
+  // Rows written by other tools (the tutorial's four columns) get their seq from a trigger.
+  { version: 4, name: "external_writes", portable: externalWrites, timescaledb: externalWrites },
 ];
 
 /** The SQL of `migration` for `mode` (and, in TimescaleDB mode, the server's version). */
