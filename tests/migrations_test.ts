@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createTestDatabase } from "./_support/db.ts";
+import { connect } from "../lib/db/connection.ts";
 import {
   connectionLost,
   migrate,
@@ -81,10 +82,13 @@ Deno.test("A migration that loses its connection fails with one error, and setup
   try {
     const fatal = "SELECT pg_terminate_backend(pg_backend_pid());";
     const killed: Migration = { version: 901, name: "killed", portable: fatal, timescaledb: fatal };
-    const error = await migrate(db.sql, { mode: db.mode, migrations: [killed] }).then(
+    // Its own pool: ending a pool that holds a dead connection waits for the end timeout.
+    const pool = connect(db.config, { max: 1 });
+    const error = await migrate(pool, { mode: db.mode, migrations: [killed] }).then(
       () => undefined,
       (e) => e,
     );
+    await pool.end({ timeout: 0.1 });
     assert.ok(error instanceof MigrationError, String(error));
     assert.match(
       error.message,
