@@ -106,6 +106,32 @@ Deno.test("A metrics port held by another program: ingest names it and the flag,
   }
 });
 
+Deno.test("A key refused at the first connection ends ingest with one line, exit 1", async () => {
+  const db = await createTestDatabase();
+  const dataDir = await taskDataDir("tickpipe-badkey-");
+  const badKey = "td-wrong-key-77c1e0";
+  try {
+    await withSimulator({ rate: 10 }, async (sim) => {
+      const result = await runDeno("tasks/ingest.ts", [], {
+        permissions: taskPermissions("ingest"),
+        env: {
+          DATABASE_URL: databaseUrl(db.config),
+          TWELVEDATA_API_KEY: badKey,
+          TWELVEDATA_WS_URL: sim.wsUrl,
+          TWELVEDATA_API_URL: sim.apiUrl,
+          TICKPIPE_DATA_DIR: dataDir,
+          TICKPIPE_LOG_LEVEL: "error",
+        },
+      });
+      assertOneLine(result, 1, /^Twelve Data rejected the API key \(401\): /, [badKey]);
+      assert.equal(sim.stats().connection_attempts, 1);
+    });
+  } finally {
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    await db.drop();
+  }
+});
+
 Deno.test("setup as a role without CREATE privilege says which grant is missing", async () => {
   const db = await createTestDatabase({ migrate: false });
   const role = `tp_nocreate_${Deno.pid}`;
