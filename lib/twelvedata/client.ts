@@ -6,14 +6,9 @@ import { AuthError } from "./errors.ts";
 import { parseFrame, type SubscribeStatusEvent, type TwelveDataEvent } from "./events.ts";
 import { Backoff } from "./backoff.ts";
 import { refusalLine } from "./refusals.ts";
+import { Subscriptions } from "./subscriptions.ts";
 import { checkApiKey, TwelveDataRest } from "./rest.ts";
-import {
-  normalizeSymbols,
-  symbolKey,
-  type SymbolsInput,
-  symbolsParam,
-  type SymbolSpec,
-} from "./symbols.ts";
+import { normalizeSymbols, type SymbolsInput, symbolsParam, type SymbolSpec } from "./symbols.ts";
 
 /** Where the client is in its life. */
 export type ClientState =
@@ -167,9 +162,7 @@ export class TwelveDataClient {
   #keyCheck: Promise<void> | undefined;
   #zombies = new Set<Promise<void>>();
 
-  #desired = new Map<string, SymbolSpec>();
-  #refused = new Map<string, string>();
-  #pending: string[][] = [];
+  #subscriptions = new Subscriptions();
   #lastTick = new Map<string, number>();
   #live = false;
 
@@ -268,22 +261,14 @@ export class TwelveDataClient {
   /** Adds symbols (comma string or list); sent now if connected, and after every reconnect. */
   subscribe(symbols: SymbolsInput): void {
     const specs = normalizeSymbols(symbols);
-    for (const spec of specs) {
-      const key = symbolKey(spec);
-      this.#refused.delete(key);
-      this.#desired.set(key, spec);
-    }
+    this.#subscriptions.add(specs);
     if (specs.length > 0 && this.#state === "open") this.#sendSubscribe(specs);
   }
 
   /** Removes symbols; the server confirms with an `unsubscribe-status` event. */
   unsubscribe(symbols: SymbolsInput): void {
     const specs = normalizeSymbols(symbols);
-    for (const spec of specs) {
-      const key = symbolKey(spec);
-      this.#desired.delete(key);
-      this.#refused.delete(key);
-    }
+    this.#subscriptions.remove(specs);
     if (specs.length > 0 && this.#state === "open") {
       this.#send({ action: "unsubscribe", params: { symbols: symbolsParam(specs) } });
     }
@@ -291,8 +276,7 @@ export class TwelveDataClient {
 
   /** Drops every subscription; the server confirms with a `reset-status` event. */
   reset(): void {
-    this.#desired.clear();
-    this.#refused.clear();
+    this.#subscriptions.clear();
     if (this.#state === "open") this.#send({ action: "reset" });
   }
 
@@ -308,8 +292,8 @@ export class TwelveDataClient {
       heartbeats: this.#heartbeats,
       connectAttempts: this.#connectAttempts,
       reconnects: this.#reconnects,
-      subscribed: [...this.#desired.keys()],
-      refused: Object.fromEntries(this.#refused),
+      subscribed: this.#subscriptions.wanted,
+      refused: this.#subscriptions.refused,
       lastTickMs: Object.fromEntries(this.#lastTick),
       queued: this.#queue?.length ?? 0,
       keyRefusedSince: this.#keyRefusedSince,
@@ -452,7 +436,6 @@ export class TwelveDataClient {
       this.#authBackoff.reset();
     }
     this.#logger.info("Connected to Twelve Data", { url: redactUrl(this.#wsUrl) });
-    this.#pending = [];
     this.#watchFrames = this.#frames;
     this.#watchSince = Date.now();
     this.#heartbeatTimer = setInterval(() => {
@@ -460,7 +443,7 @@ export class TwelveDataClient {
     }, this.#heartbeatMs);
     const every = Math.min(5_000, Math.max(20, Math.floor(this.#watchdogMs / 5)));
     this.#watchdogTimer = setInterval(this.#watchdog, every);
-    const specs = [...this.#desired.values()];
+    const specs = this.#subscriptions.reconnected();
     if (specs.length > 0) this.#sendSubscribe(specs);
     this.#opened.resolve();
   }
@@ -621,7 +604,7 @@ export class TwelveDataClient {
 
   #sendSubscribe(specs: SymbolSpec[]): void {
     if (this.#send({ action: "subscribe", params: { symbols: symbolsParam(specs) } })) {
-      this.#pending.push(specs.map(symbolKey));
+      this.#subscriptions.sent(specs);
     }
   }
 
@@ -669,41 +652,14 @@ export class TwelveDataClient {
   }
 
   #subscribeStatus(event: SubscribeStatusEvent): void {
-    const keys = this.#pending.shift() ?? [];
-    const refused: string[] = [];
-    for (const item of event.fails) {
-      const reason = item.message || `refused (status ${event.status})`;
-      refused.push(...this.#refuse(item.symbol, reason));
-    }
-    if (event.status === "error" && event.fails.length === 0 && event.success.length === 0) {
-      // The {"status":"error","messages":[...]} variant names no symbol: the whole request failed.
-      const reason = event.messages.join("; ") || "refused (status error)";
-      for (const key of keys) refused.push(...this.#refuse(key, reason));
-    }
-    if (refused.length > 0) {
-      this.#logger.warn(
-        refusalLine(refused.map((key) => [key, this.#refused.get(key) ?? "refused"])),
-      );
-    }
+    const refused = this.#subscriptions.answer(event);
+    if (refused.length > 0) this.#logger.warn(refusalLine(refused));
     if (event.success.length > 0) {
       this.#setLive(true);
       this.#logger.info(`Subscribed to ${event.success.length} symbol(s)`, {
         symbols: event.success.slice(0, 20).map((item) => item.symbol).join(","),
       });
     }
-  }
-
-  #refuse(symbol: string, reason: string): string[] {
-    const keys: string[] = [];
-    for (const [key, spec] of this.#desired) {
-      if (key === symbol || spec.symbol === symbol) keys.push(key);
-    }
-    if (keys.length === 0) keys.push(symbol);
-    for (const key of keys) {
-      this.#desired.delete(key);
-      this.#refused.set(key, reason);
-    }
-    return keys;
   }
 
   /** Live: the connection is open with at least one symbol confirmed or ticking. */
