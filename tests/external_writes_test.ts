@@ -124,7 +124,7 @@ Deno.test("The tutorial's INSERTs work next to tickpipe's rows and land in the c
       ticks: 2,
       dayVolume: "51",
     };
-    const check = async (label: string) => {
+    const check = async (label: string, coarse: boolean) => {
       const read = (symbol: string, interval: "1m" | "1h" | "1d") =>
         fetchCandles(db.sql, {
           symbol,
@@ -142,7 +142,7 @@ Deno.test("The tutorial's INSERTs work next to tickpipe's rows and land in the c
       assert.ok(Math.abs(btcMinute!.vwap! - (101 * 1 + 102 * 2) / 3) < 1e-9, label);
       const ethMinutes = await read("ETH/USD", "1m");
       assert.deepEqual(ethMinutes[0], { ...eth, bucket: new Date(base + MINUTE) }, label);
-      for (const interval of ["1h", "1d"] as const) {
+      for (const interval of coarse ? ["1h", "1d"] as const : []) {
         const [btcCoarse] = await read("BTC/USD", interval);
         assert.equal(btcCoarse?.open, 100, `${label} ${interval}`);
         assert.equal(btcCoarse?.close, 104, `${label} ${interval}`);
@@ -158,11 +158,14 @@ Deno.test("The tutorial's INSERTs work next to tickpipe's rows and land in the c
     };
 
     await t.step(`the 1m, 1h and 1d candles include them (${db.mode} mode)`, async () => {
-      await check("real time");
-      if (db.mode === "timescaledb") {
-        await refreshCandles(db.sql, { from: new Date(today - 3 * DAY), to: new Date(today) });
-        await check("materialized");
-      }
+      if (db.mode === "portable") return await check("views", true);
+      // Real time at the minute level (its refresh policy starts one day back, so it has
+      // materialized nothing here). Not above it: the hourly policy (three days back) may
+      // already have run, and a level's real-time part starts at its own watermark, so it
+      // is only as fresh as the minutes materialized below it, for tickpipe's rows alike.
+      await check("real time", false);
+      await refreshCandles(db.sql, { from: new Date(today - 3 * DAY), to: new Date(today) });
+      await check("materialized", true);
     });
 
     await t.step("crypto_assets: the tutorial's name is kept; a later load upserts", async () => {
