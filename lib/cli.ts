@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { type Config, ENV_VARS, loadConfig, type RawEnv } from "./config.ts";
+import { type Config, ENV_VARS, isDebug, loadConfig, type RawEnv } from "./config.ts";
 import { UsageError, UserError } from "./errors.ts";
+import { onUncaught } from "./last_resort.ts";
 import { Logger } from "./log.ts";
 import { redact } from "./redact.ts";
 
@@ -113,11 +114,68 @@ export function loggerFor(config: Config): Logger {
 }
 
 /**
+ * Reads `--symbols`: undefined when the flag is absent, else the comma-separated list,
+ * trimmed. An empty list (`--symbols ""`, `--symbols ,`) is a `UsageError`, never a
+ * silent fallback to the defaults.
+ */
+export function symbolsFlag(text: string | undefined, usage: string): string[] | undefined {
+  if (text === undefined) return undefined;
+  const symbols = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (symbols.length === 0) {
+    throw new UsageError(
+      `--symbols needs at least one symbol, e.g. --symbols BTC/USD,ETH/USD\n${usage}`,
+    );
+  }
+  return symbols;
+}
+
+/** True when TICKPIPE_DEBUG asks for stack traces (environment or .env; false if unreadable). */
+function debugEnabled(): boolean {
+  try {
+    return isDebug(readEnvironment().TICKPIPE_DEBUG);
+  } catch {
+    return false;
+  }
+}
+
+/** The error's stack, then its causes' (for TICKPIPE_DEBUG=1). */
+function stackOf(error: unknown): string {
+  const parts: string[] = [];
+  for (let e = error, depth = 0; e !== undefined && depth < 5; depth++) {
+    parts.push(e instanceof Error ? (e.stack ?? e.message) : String(e));
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return parts.join("\nCaused by: ");
+}
+
+/** The line printed for `error`: a `UserError`'s own message, else `Error: message` on one line. */
+function errorLine(error: unknown): string {
+  if (error instanceof UserError) return error.message;
+  const message = (error instanceof Error ? error.message : String(error))
+    .replace(/\s*\n\s*/g, " ");
+  if (error instanceof TypeError && /postgres\/src\/connection\.js/.test(error.stack ?? "")) {
+    // postgres.js 3.4.9 writing to a connection that has just closed (porsager/postgres#1208).
+    return `Error: the connection to PostgreSQL closed during the task (postgres.js: ${message}); ` +
+      "see the PostgreSQL server log";
+  }
+  return `Error: ${message}`;
+}
+
+/**
  * Runs a task body and turns what it throws into one clear line on stderr and an
  * exit code: `UserError` → its own code; anything else → 1, with the message
- * only (and a stack trace with TICKPIPE_DEBUG=1). Secrets are redacted.
+ * only (and the stack trace with TICKPIPE_DEBUG=1). Secrets are redacted.
+ *
+ * While the body runs, an exception nobody can catch (thrown from a timer or an I/O
+ * callback) or a rejection nobody handles is reported the same way, and the process
+ * exits 1 at once: what the body was awaiting may never settle, and its open sockets
+ * would keep the process alive. This is the one place outside a task that exits.
  */
 export async function runMain(body: () => Promise<number>): Promise<number> {
+  const release = onUncaught((error) => {
+    report(error);
+    Deno.exit(1);
+  });
   try {
     return await body();
   } catch (error) {
@@ -125,11 +183,16 @@ export async function runMain(body: () => Promise<number>): Promise<number> {
       console.log(error.message);
       return 0;
     }
-    const message = error instanceof Error ? error.message : String(error);
-    const line = error instanceof UserError ? message : `Error: ${message}`;
-    console.error(redact(line));
+    report(error);
     return error instanceof UserError ? error.exitCode : 1;
+  } finally {
+    release();
   }
+}
+
+function report(error: unknown): void {
+  console.error(redact(errorLine(error)));
+  if (debugEnabled()) console.error(redact(stackOf(error)));
 }
 
 /** Parses a .env file: KEY=value lines, optional `export`, quotes, # comments. */

@@ -30,6 +30,7 @@ export const ENV_VARS = [
   "TICKPIPE_DB_POOL",
   "TICKPIPE_LOG_LEVEL",
   "TICKPIPE_LOG_FORMAT",
+  "TICKPIPE_DEBUG",
 ] as const;
 /** The raw, string-valued input of `loadConfig`. */
 export type RawEnv = Partial<Record<(typeof ENV_VARS)[number], string>>;
@@ -98,9 +99,24 @@ function parseDatabaseUrl(
   }
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
   const portNumber = url.port ? Number(url.port) : 5432;
-  const user = decodeURIComponent(url.username) || env.PGUSER || "postgres";
-  const password = url.password ? decodeURIComponent(url.password) : env.PGPASSWORD;
-  const database = decodeURIComponent(url.pathname.replace(/^\//, "")) || env.PGDATABASE || user;
+  const username = decodePart(url.username);
+  const pass = decodePart(url.password);
+  const path = decodePart(url.pathname.replace(/^\//, ""));
+  const malformed = [
+    username === undefined && "user name",
+    pass === undefined && "password",
+    path === undefined && "database name",
+  ].filter(Boolean);
+  if (malformed.length > 0) {
+    return fail(
+      `has a malformed %-escape in its ${
+        malformed.join(" and ")
+      } (a literal % must be written %25; other special characters as %XX)`,
+    );
+  }
+  const user = username || env.PGUSER || "postgres";
+  const password = pass || env.PGPASSWORD;
+  const database = path || env.PGDATABASE || user;
   const sslmode = url.searchParams.get("sslmode") ?? env.PGSSLMODE ?? defaultTls(host);
   const tls = tlsMode("DATABASE_URL sslmode").safeParse(sslmode);
   if (!tls.success) return fail(`sslmode must be one of ${TLS_MODES.join(", ")}`);
@@ -113,6 +129,25 @@ function parseDatabaseUrl(
     tls: tls.data,
     source: "DATABASE_URL",
   };
+}
+
+const debugSchema = z.stringbool({
+  error: () => "TICKPIPE_DEBUG must be 1 or 0 (also true/false, yes/no, on/off)",
+});
+
+/** Reads TICKPIPE_DEBUG as the configuration does; false when unset or invalid. */
+export function isDebug(value: string | undefined): boolean {
+  const parsed = debugSchema.safeParse(value?.trim());
+  return parsed.success && parsed.data;
+}
+
+/** `decodeURIComponent`, or undefined for a malformed %-escape (which it throws on). */
+function decodePart(text: string): string | undefined {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The one schema over environment and flags; its output is the typed `Config`. */
@@ -131,7 +166,8 @@ export const ConfigSchema = z.object({
     error: () => "TWELVEDATA_AUTH must be header or query",
   }).default("header"),
   TICKPIPE_DATA_DIR: z.string().min(1).default(".data"),
-  TICKPIPE_EMBEDDED_PORT: port("TICKPIPE_EMBEDDED_PORT").default(54329),
+  // Unset: the port the data directory remembers, else 54329, else the next free one.
+  TICKPIPE_EMBEDDED_PORT: port("TICKPIPE_EMBEDDED_PORT").optional(),
   TICKPIPE_DB_POOL: z.coerce.number({ error: () => "TICKPIPE_DB_POOL must be a number" })
     .int("TICKPIPE_DB_POOL must be a whole number from 1 to 100")
     .min(1, "TICKPIPE_DB_POOL must be a whole number from 1 to 100")
@@ -143,6 +179,7 @@ export const ConfigSchema = z.object({
   TICKPIPE_LOG_FORMAT: z.enum(["text", "json"], {
     error: () => "TICKPIPE_LOG_FORMAT (--log-format) must be text or json",
   }).default("text"),
+  TICKPIPE_DEBUG: debugSchema.default(false),
 }).transform((env, ctx) => {
   let database: DatabaseConfig | undefined;
   if (env.DATABASE_URL) {
@@ -172,6 +209,8 @@ export const ConfigSchema = z.object({
     embeddedPort: env.TICKPIPE_EMBEDDED_PORT,
     poolSize: env.TICKPIPE_DB_POOL,
     log: { level: env.TICKPIPE_LOG_LEVEL, format: env.TICKPIPE_LOG_FORMAT },
+    /** Stack traces with error lines (TICKPIPE_DEBUG=1). */
+    debug: env.TICKPIPE_DEBUG,
   };
 });
 
@@ -188,7 +227,9 @@ export function loadConfig(env: RawEnv): Config {
   registerSecret(env.PGPASSWORD);
   if (env.DATABASE_URL) {
     try {
-      registerSecret(decodeURIComponent(new URL(env.DATABASE_URL).password));
+      const password = new URL(env.DATABASE_URL).password;
+      registerSecret(password);
+      registerSecret(decodePart(password));
     } catch {
       // A malformed URL is reported by the schema.
     }

@@ -1,6 +1,7 @@
 import type { Sql } from "postgres";
 import { UserError } from "./errors.ts";
 import { IngestLeases, type LeaseOptions, type LeaseStats, type Taken } from "./lease/mod.ts";
+import { tolerateRejections } from "./last_resort.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { type Metric, type MetricsServer, serveMetrics } from "./metrics.ts";
 import { IngestPipeline, type PipelineOptions, type PipelineStats } from "./pipeline/pipeline.ts";
@@ -9,6 +10,7 @@ import {
   type ClientStats,
   normalizeSymbols,
   type PriceEvent,
+  streamProblem,
   type SymbolSpec,
   TwelveDataClient,
   type TwelveDataEvent,
@@ -31,6 +33,8 @@ export interface IngestOptions {
   metricsPort?: number | undefined;
   /** Interval of the summary line (default 10 s). */
   summaryEveryMs?: number;
+  /** /healthz fails when no symbol has been live for this long (default 60 s). */
+  healthGraceMs?: number;
   /** Passed to the pipeline (batch size, flush interval, spool bounds...). */
   pipeline?: Partial<PipelineOptions>;
   /** Passed to the client (backoff, watchdog...), mostly for tests. */
@@ -39,6 +43,8 @@ export interface IngestOptions {
     watchdogMs?: number;
     backoffBaseMs?: number;
     backoffCapMs?: number;
+    authRetryBaseMs?: number;
+    authRetryCapMs?: number;
   };
   /** Called with every summary (for tests and the demo). */
   onSummary?: (summary: IngestSummary) => void;
@@ -248,12 +254,10 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
   // A stray rejection from a dependency must not end a process that holds unwritten ticks:
   // postgres.js 3.4.9 runs an array-type query on each new connection without awaiting it,
   // so a connection killed at that moment rejects with nobody listening. Log it, go on.
-  const onUnhandled = (event: PromiseRejectionEvent) => {
-    event.preventDefault();
-    const reason = event.reason instanceof Error ? event.reason.message : String(event.reason);
+  const releaseRejections = tolerateRejections((error) => {
+    const reason = error instanceof Error ? error.message : String(error);
     logger.limited("unhandled", "warn", `Ignored an unhandled rejection: ${reason}`);
-  };
-  globalThis.addEventListener("unhandledrejection", onUnhandled);
+  });
 
   let metrics: MetricsServer | undefined;
   try {
@@ -266,12 +270,18 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
             ? 0
             : (Date.now() - s.pipeline.failingSince) / 1000;
           if (s.client.state === "failed") return { ok: false, detail: "twelve data: failed" };
+          const standbyOnly = s.leases !== undefined && s.leases.owned === 0 &&
+            s.leases.standby > 0;
+          const problem = streamProblem(s.client, Date.now(), options.healthGraceMs ?? 60_000, {
+            expectSymbols: !standbyOnly,
+          });
+          if (problem) return { ok: false, detail: problem };
           if (dbDownS > 60) {
             return { ok: false, detail: `database failing for ${Math.round(dbDownS)} s` };
           }
-          if (s.leases && s.leases.owned === 0 && s.leases.standby > 0) {
+          if (standbyOnly) {
             // A hot standby is healthy: it takes over when the holder stops.
-            return { ok: true, detail: `standby for ${s.leases.standby} symbols` };
+            return { ok: true, detail: `standby for ${s.leases!.standby} symbols` };
           }
           return {
             ok: true,
@@ -324,7 +334,7 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
     // continues seq from the last stored tick.
     await leases?.close();
     await metrics?.close();
-    globalThis.removeEventListener("unhandledrejection", onUnhandled);
+    releaseRejections();
   }
   const summary = snapshot();
   logger.info(`Stopped: ${summaryLine(summary)}`);

@@ -1,3 +1,5 @@
+import { UserError } from "./errors.ts";
+
 /** One Prometheus sample: a metric name, its help, type, value and optional labels. */
 export interface Metric {
   name: string;
@@ -46,11 +48,26 @@ export function serveMetrics(
     healthy: () => { ok: boolean; detail: string };
   },
 ): MetricsServer {
-  const server = Deno.serve({
-    port,
-    hostname: options.hostname ?? "127.0.0.1",
-    onListen: () => {},
-  }, (request) => {
+  const hostname = options.hostname ?? "127.0.0.1";
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({ port, hostname, onListen: () => {} }, handler);
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new UserError(
+        `Cannot serve metrics on ${hostname}:${port}: the port is in use (--metrics-port ` +
+          `${port}); choose another port, or --metrics-port 0 for any free one`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+  return {
+    port: server.addr.port,
+    close: () => server.shutdown(),
+  };
+
+  function handler(request: Request): Response {
     const path = new URL(request.url).pathname;
     if (path === "/metrics") {
       return new Response(renderPrometheus(options.collect()), {
@@ -62,9 +79,5 @@ export function serveMetrics(
       return new Response(health.detail + "\n", { status: health.ok ? 200 : 503 });
     }
     return new Response("not found\n", { status: 404 });
-  });
-  return {
-    port: server.addr.port,
-    close: () => server.shutdown(),
-  };
+  }
 }

@@ -3,7 +3,7 @@ import { configFromFlags } from "../lib/cli.ts";
 import { connect } from "../lib/db/connection.ts";
 import { openDatabase } from "../lib/db/connection.ts";
 import { migrate } from "../lib/db/migrations.ts";
-import { defaultMode, readServerInfo } from "../lib/db/server_info.ts";
+import { chooseMode, readServerInfo } from "../lib/db/server_info.ts";
 
 /** A throwaway database for a benchmark, on the configured (or embedded) server. */
 export interface ScratchDatabase {
@@ -22,7 +22,7 @@ export async function scratchDatabase(options: { max?: number } = {}): Promise<S
   const settings = { ...db.config, database: name };
   const sql = connect(settings, { max: options.max ?? 4, applicationName: "tickpipe-bench" });
   const info = await readServerInfo(sql);
-  await migrate(sql, { mode: defaultMode(info), timescaleVersion: info.timescaleVersion });
+  await migrate(sql, { mode: chooseMode(info), timescaleVersion: info.timescaleVersion });
   return {
     sql,
     describe: `PostgreSQL ${info.postgresVersion}${

@@ -9,7 +9,7 @@ import { UsageError, UserError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { connect, type Database, openDatabase } from "../lib/db/connection.ts";
 import { migrate } from "../lib/db/migrations.ts";
-import { defaultMode, readServerInfo, type SchemaMode } from "../lib/db/server_info.ts";
+import { chooseMode, readServerInfo, type SchemaMode } from "../lib/db/server_info.ts";
 import { runIngest } from "../lib/ingest.ts";
 import { BATCHER_DEFAULTS } from "../lib/pipeline/batcher.ts";
 import type { Batch } from "../lib/pipeline/batch.ts";
@@ -263,7 +263,7 @@ async function scratchDatabase(admin: Database, label: string, max: number): Pro
   };
   try {
     const info = await readServerInfo(sql);
-    await migrate(sql, { mode: defaultMode(info), timescaleVersion: info.timescaleVersion });
+    await migrate(sql, { mode: chooseMode(info), timescaleVersion: info.timescaleVersion });
   } catch (error) {
     await drop();
     throw error;
@@ -694,7 +694,7 @@ async function machine(admin: Database): Promise<Machine> {
   const info = await readProc("/proc/cpuinfo");
   const cpu = /^model name\s*:\s*(.+)$/m.exec(info ?? "")?.[1]?.trim() ?? "unknown";
   const server = await readServerInfo(admin.sql);
-  const mode = defaultMode(server);
+  const mode = chooseMode(server);
   return {
     cpu,
     cores: navigator.hardwareConcurrency,

@@ -1,7 +1,14 @@
-import { configFromFlags, loggerFor, numberFlag, parseFlags, runMain } from "../lib/cli.ts";
+import {
+  configFromFlags,
+  loggerFor,
+  numberFlag,
+  parseFlags,
+  runMain,
+  symbolsFlag,
+} from "../lib/cli.ts";
 import { openDatabase } from "../lib/db/connection.ts";
-import { migrate } from "../lib/db/migrations.ts";
-import { defaultMode, describeServer, readServerInfo } from "../lib/db/server_info.ts";
+import { migrate, recordedMode } from "../lib/db/migrations.ts";
+import { chooseMode, describeServer } from "../lib/db/server_info.ts";
 import { type CandleInterval, fetchCandles, formatCandles } from "../lib/candles/mod.ts";
 import { DEFAULT_SYMBOLS, runIngest, summaryLine } from "../lib/ingest.ts";
 import { startSimulator } from "../lib/simulator/mod.ts";
@@ -23,16 +30,15 @@ export function run(args: string[]): Promise<number> {
     }, USAGE);
     const durationS = numberFlag("duration", values.duration, USAGE, { min: 1, max: 86_400 })!;
     const rate = numberFlag("rate", values.rate, USAGE, { min: 1, max: 100_000 })!;
-    const symbols = values.symbols?.split(",").map((s) => s.trim()).filter(Boolean) ??
-      DEFAULT_SYMBOLS;
+    const symbols = symbolsFlag(values.symbols, USAGE) ?? DEFAULT_SYMBOLS;
     const config = configFromFlags(values);
     const logger = loggerFor(config);
 
     const db = await openDatabase(config, { logger });
     const simulator = await startSimulator({ apiKey: "demo", rate, seed: 1, symbols, logger });
     try {
-      const info = await readServerInfo(db.sql);
-      const mode = defaultMode(info);
+      const info = db.server;
+      const mode = chooseMode(info, { recorded: await recordedMode(db.sql) });
       console.log(describeServer(info, mode));
       const migrated = await migrate(db.sql, {
         mode,

@@ -1,5 +1,11 @@
-import { configFromFlags, loggerFor, numberFlag, parseFlags, runMain } from "../lib/cli.ts";
-import { UsageError } from "../lib/errors.ts";
+import {
+  configFromFlags,
+  loggerFor,
+  numberFlag,
+  parseFlags,
+  runMain,
+  symbolsFlag,
+} from "../lib/cli.ts";
 import { connect, openDatabase } from "../lib/db/connection.ts";
 import { checkSchema, DEFAULT_SYMBOLS, runIngest } from "../lib/ingest.ts";
 import { clientOptionsFromConfig } from "../lib/twelvedata/mod.ts";
@@ -26,10 +32,7 @@ export function run(args: string[]): Promise<number> {
       "no-standby": { type: "boolean" },
       "lease-timeout": { type: "string" },
     }, USAGE);
-    const symbols = values.symbols
-      ? values.symbols.split(",").map((s) => s.trim()).filter(Boolean)
-      : DEFAULT_SYMBOLS;
-    if (symbols.length === 0) throw new UsageError(`--symbols needs at least one symbol\n${USAGE}`);
+    const symbols = symbolsFlag(values.symbols, USAGE) ?? DEFAULT_SYMBOLS;
     const metricsPort = numberFlag("metrics-port", values["metrics-port"], USAGE, {
       min: 0,
       max: 65535,

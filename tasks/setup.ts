@@ -1,18 +1,15 @@
 import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { openDatabase } from "../lib/db/connection.ts";
-import { migrate } from "../lib/db/migrations.ts";
-import {
-  defaultMode,
-  describeServer,
-  readServerInfo,
-  type SchemaMode,
-} from "../lib/db/server_info.ts";
+import { migrate, recordedMode } from "../lib/db/migrations.ts";
+import { chooseMode, describeServer, type RequestedMode } from "../lib/db/server_info.ts";
 
 const USAGE =
   `Usage: tickpipe setup [--mode auto|timescaledb|portable] [--log-level L] [--log-format text|json]
 
-Creates or updates the schema (tables, candles, policies). Safe to run again.`;
+Creates or updates the schema (tables, candles, policies). Safe to run again.
+--mode auto (the default) keeps the mode the database was set up in, else uses TimescaleDB
+when the server has it (2.9 or later, preloaded), else plain PostgreSQL (portable).`;
 
 /** `tickpipe setup`: applies the schema migrations in the mode the server supports. */
 export function run(args: string[]): Promise<number> {
@@ -25,15 +22,11 @@ export function run(args: string[]): Promise<number> {
     const logger = loggerFor(config);
     const db = await openDatabase(config, { logger, max: 1 });
     try {
-      const info = await readServerInfo(db.sql);
-      const mode: SchemaMode = values.mode === "auto"
-        ? defaultMode(info)
-        : values.mode as SchemaMode;
-      if (mode === "timescaledb" && !info.timescaleVersion) {
-        throw new UsageError(
-          "--mode timescaledb: this server has no TimescaleDB extension available",
-        );
-      }
+      const info = db.server;
+      const mode = chooseMode(info, {
+        requested: values.mode as RequestedMode,
+        recorded: await recordedMode(db.sql),
+      });
       console.log(describeServer(info, mode));
       const result = await migrate(db.sql, {
         mode,

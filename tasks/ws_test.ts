@@ -1,8 +1,9 @@
-import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
+import { configFromFlags, loggerFor, parseFlags, runMain, symbolsFlag } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import {
   clientOptionsFromConfig,
   type ClientStats,
+  summarizeRefusals,
   TwelveDataClient,
   type TwelveDataEvent,
 } from "../lib/twelvedata/mod.ts";
@@ -18,7 +19,9 @@ Reads TWELVEDATA_API_KEY, TWELVEDATA_WS_URL, TWELVEDATA_API_URL and TWELVEDATA_A
   TWELVEDATA_WS_URL=ws://127.0.0.1:8765/v1/quotes/price TWELVEDATA_API_URL=http://127.0.0.1:8765 \\
   TWELVEDATA_API_KEY=demo deno task ws-test`;
 
-const DEFAULT_SYMBOLS = "BTC/USD,ETH/USD,ETH/BTC,AAPL";
+const DEFAULT_SYMBOLS = ["BTC/USD", "ETH/USD", "ETH/BTC", "AAPL"];
+/** Symbols listed in one line before the rest is counted (thousands make unreadable lines). */
+const EVENT_LIST_MAX = 20;
 const encoder = new TextEncoder();
 
 /** Buffers stdout lines and writes them in chunks: printing must not slow the socket. */
@@ -66,12 +69,17 @@ function formatEvent(event: TwelveDataEvent): string {
       return line;
     }
     case "subscribe-status": {
-      const ok = event.success.map((item) => item.symbol).join(", ") || "-";
-      const failed = event.fails
-        .map((item) => item.message ? `${item.symbol} (${item.message})` : item.symbol)
-        .join(", ");
+      const ok = event.success.length > EVENT_LIST_MAX
+        ? `${event.success.slice(0, EVENT_LIST_MAX).map((item) => item.symbol).join(", ")} ` +
+          `and ${event.success.length - EVENT_LIST_MAX} more`
+        : event.success.map((item) => item.symbol).join(", ") || "-";
       let line = `subscribe-status ${event.status}  success: ${ok}`;
-      if (failed) line += `  fails: ${failed}`;
+      if (event.fails.length > 0) {
+        const fails = summarizeRefusals(
+          event.fails.map((item) => [item.symbol, item.message ?? "refused"]),
+        );
+        line += `  fails: ${fails}`;
+      }
       if (event.messages.length > 0) line += `  messages: ${event.messages.join("; ")}`;
       return line;
     }
@@ -87,10 +95,12 @@ function formatEvent(event: TwelveDataEvent): string {
 function formatCounts(stats: ClientStats, previousTicks: number, seconds: number): string {
   const rate = seconds > 0 ? Math.round((stats.ticks - previousTicks) / seconds) : 0;
   const refused = Object.keys(stats.refused);
+  const shown = refused.slice(0, EVENT_LIST_MAX).join(",") +
+    (refused.length > EVENT_LIST_MAX ? `,... (${refused.length})` : "");
   return `counts  connected=${
     stats.connected ? "yes" : "no"
   } frames=${stats.frames} ticks=${stats.ticks} (${rate}/s) malformed=${stats.malformed} unknown=${stats.unknown} reconnects=${stats.reconnects}` +
-    (refused.length > 0 ? ` refused=${refused.join(",")}` : "");
+    (refused.length > 0 ? ` refused=${shown}` : "");
 }
 
 /** `ws-test`: prints the live event stream until Ctrl-C (or `--duration`). */
@@ -105,12 +115,7 @@ export function run(args: string[]): Promise<number> {
       USAGE,
       { maxPositionals: 0 },
     );
-    const symbols = values.symbols ?? DEFAULT_SYMBOLS;
-    if (symbols.split(",").some((s) => s.trim() === "")) {
-      throw new UsageError(
-        `--symbols must be a comma-separated list like ${DEFAULT_SYMBOLS}\n${USAGE}`,
-      );
-    }
+    const symbols = symbolsFlag(values.symbols, USAGE) ?? DEFAULT_SYMBOLS;
     let durationMs: number | undefined;
     if (values.duration !== undefined) {
       const seconds = Number(values.duration);

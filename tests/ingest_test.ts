@@ -315,7 +315,10 @@ Deno.test("demo runs setup, ingests from the simulator and prints candles, all r
       result.stdout,
       /^(PostgreSQL [\d.]+ \(portable mode|TimescaleDB [\d.]+ on PostgreSQL)/,
     );
-    assert.match(result.stdout, /Schema created \(ticks, ingest_batches, candles, ingest_leases\)/);
+    assert.match(
+      result.stdout,
+      /Schema created \(ticks, ingest_batches, candles, external_writes, ingest_leases[,)]/,
+    );
     const [, sent, written] =
       /The simulator sent (\d+) ticks; (\d+) rows were written\./.exec(result.stdout) ?? [];
     assert.ok(Number(sent) > 0, result.stdout);

@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { createTestDatabase } from "./_support/db.ts";
-import { migrate, type Migration, MIGRATIONS, renderMigration } from "../lib/db/migrations.ts";
+import { connect } from "../lib/db/connection.ts";
+import {
+  connectionLost,
+  migrate,
+  type Migration,
+  MigrationError,
+  MIGRATIONS,
+  renderMigration,
+} from "../lib/db/migrations.ts";
 
 Deno.test("Migrations apply on a fresh database and a re-run changes nothing", async () => {
   const db = await createTestDatabase({ migrate: false });
@@ -60,6 +68,37 @@ Deno.test("A failing migration rolls back entirely and is not recorded", async (
     };
     const again = await migrate(db.sql, { mode: db.mode, migrations: [...MIGRATIONS, fixed] });
     assert.deepEqual(again.applied.map((m) => m.version), [900]);
+  } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("A migration that loses its connection fails with one error, and setup can run again", async () => {
+  // The nearest real situation to `CREATE EXTENSION timescaledb` on a server that does not
+  // preload it: the backend ends with a FATAL error in the middle of a migration. Before,
+  // migrate then sent ROLLBACK and the unlock on the dead reserved connection, and
+  // postgres.js threw "Cannot read properties of null (reading 'write')" from a timer.
+  const db = await createTestDatabase({ migrate: false });
+  try {
+    const fatal = "SELECT pg_terminate_backend(pg_backend_pid());";
+    const killed: Migration = { version: 901, name: "killed", portable: fatal, timescaledb: fatal };
+    // Its own pool: ending a pool that holds a dead connection waits for the end timeout.
+    const pool = connect(db.config, { max: 1 });
+    const error = await migrate(pool, { mode: db.mode, migrations: [killed] }).then(
+      () => undefined,
+      (e) => e,
+    );
+    await pool.end({ timeout: 0.1 });
+    assert.ok(error instanceof MigrationError, String(error));
+    assert.match(
+      error.message,
+      /^Migration 901_killed failed and was rolled back: (terminating connection|the connection closed)/,
+    );
+    assert.ok(connectionLost(error.cause));
+    // The pool still answers, the server released the lock, and a fixed run goes on.
+    const fixed = { ...killed, portable: "SELECT 1;", timescaledb: "SELECT 1;" };
+    const again = await migrate(db.sql, { mode: db.mode, migrations: [fixed] });
+    assert.deepEqual(again.applied.map((m) => m.version), [901]);
   } finally {
     await db.drop();
   }

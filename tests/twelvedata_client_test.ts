@@ -279,22 +279,49 @@ Deno.test("A bad key ends with one AuthError and no retry storm", async (t) => {
       }
       await client.closed;
     });
+  });
+});
 
-    await t.step("when the key is revoked while running", async () => {
-      const client = new TwelveDataClient(testClientOptions(sim));
-      try {
-        client.subscribe("BTC/USD");
-        await client.start();
-        const before = sim.stats().connection_attempts;
-        sim.refuseKey(true);
-        await sim.drop();
-        await assert.rejects(client.closed, AuthError);
-        assert.equal(sim.stats().connection_attempts - before, 1);
-      } finally {
-        sim.refuseKey(false);
-        await client.close();
-      }
-    });
+Deno.test("A key refused after it worked is retried with a long capped backoff, one line per attempt", async () => {
+  await withSimulator({ rate: 100 }, async (sim) => {
+    const { logger, lines } = captureLogger();
+    const client = new TwelveDataClient(
+      testClientOptions(sim, { logger, authRetryBaseMs: 100, authRetryCapMs: 400 }),
+    );
+    try {
+      client.subscribe("BTC/USD");
+      await client.start();
+      await waitFor(() => client.stats().ticks >= 5, "ticks");
+      assert.equal(client.stats().keyRefusedSince, undefined);
+
+      sim.refuseKey(true);
+      await sim.drop();
+      const refusals = () => lines.filter((l) => l.includes("refuses the API key"));
+      await waitFor(() => refusals().length >= 4, "four refused attempts");
+      assert.notEqual(client.state, "failed");
+      assert.ok(client.stats().keyRefusedSince! <= Date.now());
+      // Waits double from the base up to the cap, jittered within [ceiling / 2, ceiling].
+      const waits = refusals().slice(0, 4).map((l) => Number(/retrying in (\d+) ms/.exec(l)![1]));
+      [100, 200, 400, 400].forEach((ceiling, i) => {
+        assert.ok(waits[i]! >= ceiling / 2 && waits[i]! <= ceiling, `${waits}`);
+      });
+      // One line per attempt: between two refusals nothing else at info level or above.
+      const first = lines.indexOf(refusals()[0]!);
+      const last = lines.indexOf(refusals()[3]!);
+      const between = lines.slice(first, last + 1).filter((l) => !/ DEBUG /.test(l));
+      assert.deepEqual(between, refusals().slice(0, 4));
+      assert.ok(sim.stats().auth_failures >= 4);
+
+      sim.refuseKey(false);
+      await waitFor(() => client.connected && client.stats().keyRefusedSince === undefined, "ok");
+      const ticks = client.stats().ticks;
+      await waitFor(() => client.stats().ticks > ticks + 5, "ticks again");
+      assert.ok(lines.some((l) => l.includes("accepts the API key again")));
+    } finally {
+      sim.refuseKey(false);
+      await client.close();
+    }
+    await client.closed;
   });
 });
 

@@ -4,6 +4,7 @@ import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { redact } from "../redact.ts";
 import { type EmbeddedServer, startEmbedded } from "./embedded.ts";
+import { assertTimescaleLoadable, readServerInfo, type ServerInfo } from "./server_info.ts";
 
 /** Pool and timeout settings for `connect`. */
 export interface ConnectOptions {
@@ -93,6 +94,8 @@ export function describeDatabaseError(error: unknown, database: DatabaseConfig):
 export interface Database {
   sql: Sql;
   config: DatabaseConfig;
+  /** What the server offers (versions, TimescaleDB), read when connecting. */
+  server: ServerInfo;
   embedded: EmbeddedServer | undefined;
   close(): Promise<void>;
 }
@@ -100,7 +103,8 @@ export interface Database {
 /**
  * Connects to the configured database, or, when none is configured, starts (or
  * reuses) the embedded PostgreSQL under the data directory. Checks the connection
- * once, so a wrong password or an unreachable host fails here with one line.
+ * once, so a wrong password or an unreachable host fails here with one line, and so does
+ * a database whose TimescaleDB the server cannot load.
  */
 export async function openDatabase(
   config: Config,
@@ -119,15 +123,19 @@ export async function openDatabase(
     );
   }
   const sql = connect(database, { max: config.poolSize, ...options });
+  let server: ServerInfo;
   try {
-    await sql`SELECT 1`;
+    server = await readServerInfo(sql);
+    assertTimescaleLoadable(server, `database "${database.database}"`);
   } catch (error) {
     await sql.end({ timeout: 1 }).catch(() => {});
+    if (error instanceof UserError) throw error;
     throw new UserError(describeDatabaseError(error, database), { cause: error });
   }
   return {
     sql,
     config: database,
+    server,
     embedded,
     close: () => sql.end({ timeout: 5 }),
   };

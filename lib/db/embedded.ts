@@ -2,6 +2,7 @@ import { dirname, join } from "node:path";
 import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import type { DatabaseConfig } from "../config.ts";
+import { choosePort, DEFAULT_EMBEDDED_PORT, portInUse } from "./embedded_port.ts";
 
 /** The embedded server's database and role. */
 const EMBEDDED_DB = "tickpipe";
@@ -166,16 +167,21 @@ async function copyTree(src: string, dst: string): Promise<void> {
 /**
  * Starts (or reuses) the embedded PostgreSQL whose cluster lives in
  * `<dataDir>/postgres`: initialises it on first use with a random password kept in
- * `<dataDir>/pgpass` (mode 0600), starts it on 127.0.0.1:`port`, and leaves it
- * running so psql and the next task can use it (`tickpipe db stop` stops it).
+ * `<dataDir>/pgpass` (mode 0600), starts it on 127.0.0.1, and leaves it running so psql
+ * and the next task can use it (`tickpipe db stop` stops it).
+ *
+ * The port: `options.port` when given (TICKPIPE_EMBEDDED_PORT), and an error naming the
+ * variable when another program holds it; else the port remembered in `<dataDir>/port`,
+ * else 54329, moving on to the next free port when that one is busy (a second checkout's
+ * server, say). The port it starts on is remembered for the next start.
  */
 export async function startEmbedded(
   dataDir: string,
-  options: { port?: number; logger?: Logger } = {},
+  options: { port?: number | undefined; logger?: Logger } = {},
 ): Promise<EmbeddedServer> {
   const logger = options.logger ?? silentLogger;
-  const port = options.port ?? 54329;
   const root = await Deno.realPath(await ensureDir(dataDir));
+  const portFile = join(root, "port");
   const cluster = join(root, "postgres");
   const logFile = join(root, "postgres.log");
   const pgpass = join(root, "pgpass");
@@ -241,8 +247,10 @@ export async function startEmbedded(
 
   const status = await run(pgCtl, ["status", "-D", await Deno.realPath(cluster)], { asUser, env });
   let started = false;
-  let runningPort = port;
+  let runningPort: number;
   if (status.code !== 0) {
+    const port = await choosePort(options.port, portFile, logger);
+    runningPort = port;
     const start = await run(pgCtl, [
       "start",
       "-D",
@@ -257,15 +265,18 @@ export async function startEmbedded(
     ], { asUser, env });
     if (start.code !== 0) {
       const log = await Deno.readTextFile(serverLog).catch(() => "");
-      const reason = log.split("\n").reverse().find((l) => /FATAL|ERROR/.test(l)) ??
-        lastLine(start.output);
-      throw new UserError(`Cannot start the embedded PostgreSQL on port ${port}: ${reason.trim()}`);
+      const lines = log.split("\n").reverse();
+      const reason = lines.some((l) => /Address already in use/.test(l))
+        ? portInUse(port, options.port !== undefined)
+        : (lines.find((l) => /FATAL|ERROR/.test(l)) ?? lastLine(start.output)).trim();
+      throw new UserError(`Cannot start the embedded PostgreSQL on port ${port}: ${reason}`);
     }
     started = true;
+    await Deno.writeTextFile(portFile, `${port}\n`);
     logger.info("Started the embedded PostgreSQL", { port, dir: cluster });
   } else {
     // A server started earlier may listen on another port than asked now: use its own.
-    runningPort = await postmasterPort(cluster) ?? port;
+    runningPort = await postmasterPort(cluster) ?? options.port ?? DEFAULT_EMBEDDED_PORT;
     logger.debug("Reusing the running embedded PostgreSQL", { port: runningPort, dir: cluster });
   }
 

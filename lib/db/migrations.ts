@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { compareVersions, type SchemaMode } from "./server_info.ts";
 import ticksPortable from "../../sql/001_ticks.portable.sql" with { type: "text" };
@@ -13,6 +14,7 @@ import candlesColumnstore from "../../sql/003_candles_columnstore.timescaledb.sq
 import candlesCompression from "../../sql/003_candles_columnstore.timescaledb_legacy.sql" with {
   type: "text",
 };
+import externalWrites from "../../sql/004_external_writes.sql" with { type: "text" };
 import ingestLeases from "../../sql/006_ingest_leases.sql" with { type: "text" };
 
 /** One numbered schema change, with its SQL for each mode. */
@@ -48,6 +50,8 @@ export const MIGRATIONS: Migration[] = [
     timescaledb: `${candlesTimescale}\n${candlesColumnstore}`,
     timescaledbLegacy: `${candlesTimescale}\n${candlesCompression}`,
   },
+  // Rows written by other tools (the tutorial's four columns) get their seq from a trigger.
+  { version: 4, name: "external_writes", portable: externalWrites, timescaledb: externalWrites },
   // A plain table in both modes: a handful of rows per symbol, no time-series features.
   { version: 6, name: "ingest_leases", portable: ingestLeases, timescaledb: ingestLeases },
 ];
@@ -82,9 +86,36 @@ async function checksum(text: string): Promise<string> {
 const LOCK_KEY = 7_316_402_911;
 
 /**
+ * True when `error` means the connection it came from is gone: a FATAL or PANIC from the
+ * server (a terminated backend, `extension "timescaledb" must be preloaded`, a shutdown)
+ * or a socket that closed. postgres.js 3.4.9 must then not be sent anything more on that
+ * connection: a query on a reserved connection whose socket has closed throws a TypeError
+ * from a timer, out of reach of any `catch` (porsager/postgres#1208).
+ */
+export function connectionLost(error: unknown): boolean {
+  const e = error as { severity?: string; code?: string; errno?: string };
+  if (e?.severity === "FATAL" || e?.severity === "PANIC") return true;
+  const code = e?.code ?? e?.errno ?? "";
+  return code.startsWith("CONNECTION_") || code.startsWith("08") ||
+    ["ECONNRESET", "EPIPE", "ECONNREFUSED", "CONNECT_TIMEOUT", "57P01", "57P02", "57P03"]
+      .includes(code);
+}
+
+/** The mode a database was set up in (from `tickpipe_migrations`), undefined if never. */
+export async function recordedMode(sql: Sql): Promise<SchemaMode | undefined> {
+  const [table] = await sql<{ exists: boolean }[]>`
+    SELECT to_regclass('tickpipe_migrations') IS NOT NULL AS exists`;
+  if (!table?.exists) return undefined;
+  const [row] = await sql<{ mode: SchemaMode }[]>`
+    SELECT mode FROM tickpipe_migrations ORDER BY version LIMIT 1`;
+  return row?.mode;
+}
+
+/**
  * Applies the migrations not yet recorded in `tickpipe_migrations`, in order, each
  * in its own transaction together with its record: a failing migration rolls back
- * entirely and stops the run. Re-running applies nothing.
+ * entirely and stops the run. Re-running applies nothing. A role that may not create
+ * what the schema needs gets a `UserError` naming the grant to ask for.
  */
 export async function migrate(
   sql: Sql,
@@ -98,18 +129,39 @@ export async function migrate(
   const logger = options.logger ?? silentLogger;
   const migrations = [...(options.migrations ?? MIGRATIONS)].sort((a, b) => a.version - b.version);
   const reserved = await sql.reserve();
+  // Once the connection is lost, nothing more may be sent on it (see `connectionLost`):
+  // the server has already rolled back and released the session's advisory lock.
+  let lost = false;
+  const guard = async <T>(query: () => Promise<T>): Promise<T> => {
+    try {
+      return await query();
+    } catch (error) {
+      if (connectionLost(error)) lost = true;
+      throw error;
+    }
+  };
+  let who = { role: "?", database: "?", schema: "public" };
   try {
-    await reserved`SELECT pg_advisory_lock(${LOCK_KEY})`;
-    await reserved`
-      CREATE TABLE IF NOT EXISTS tickpipe_migrations (
-        version INTEGER PRIMARY KEY,
-        name TEXT NOT NULL,
-        mode TEXT NOT NULL,
-        checksum TEXT NOT NULL,
-        applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-      )`;
-    const done = await reserved<{ version: number; mode: string }[]>`
-      SELECT version, mode FROM tickpipe_migrations ORDER BY version`;
+    const [row] = await guard(() =>
+      reserved<{ role: string; database: string; schema: string | null }[]>`
+        SELECT current_user AS role, current_database() AS database, current_schema() AS schema`
+    );
+    who = { role: row!.role, database: row!.database, schema: row!.schema ?? "public" };
+    await guard(() => reserved`SELECT pg_advisory_lock(${LOCK_KEY})`);
+    await guard(() =>
+      reserved`
+        CREATE TABLE IF NOT EXISTS tickpipe_migrations (
+          version INTEGER PRIMARY KEY,
+          name TEXT NOT NULL,
+          mode TEXT NOT NULL,
+          checksum TEXT NOT NULL,
+          applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )`
+    );
+    const done = await guard(() =>
+      reserved<{ version: number; mode: string }[]>`
+        SELECT version, mode FROM tickpipe_migrations ORDER BY version`
+    );
     const doneVersions = new Set(done.map((r) => r.version));
     const previousMode = done[0]?.mode;
     if (previousMode && previousMode !== options.mode) {
@@ -124,35 +176,62 @@ export async function migrate(
         result.alreadyApplied++;
         continue;
       }
+      const label = `${String(migration.version).padStart(3, "0")}_${migration.name}`;
       const text = renderMigration(migration, mode, options.timescaleVersion);
       const sum = await checksum(text);
-      await reserved.unsafe("BEGIN");
+      await guard(() => reserved.unsafe("BEGIN"));
       try {
-        await reserved.unsafe(text);
-        await reserved`
-          INSERT INTO tickpipe_migrations (version, name, mode, checksum)
-          VALUES (${migration.version}, ${migration.name}, ${mode}, ${sum})`;
-        await reserved.unsafe("COMMIT");
-      } catch (error) {
-        await reserved.unsafe("ROLLBACK").catch(() => {});
-        const message = error instanceof Error ? error.message : String(error);
-        throw new MigrationError(
-          `Migration ${
-            String(migration.version).padStart(3, "0")
-          }_${migration.name} failed and was rolled back: ${message}`,
-          { cause: error },
+        await guard(() => reserved.unsafe(text));
+        await guard(() =>
+          reserved`
+            INSERT INTO tickpipe_migrations (version, name, mode, checksum)
+            VALUES (${migration.version}, ${migration.name}, ${mode}, ${sum})`
         );
+        await guard(() => reserved.unsafe("COMMIT"));
+      } catch (error) {
+        if (!lost) await guard(() => reserved.unsafe("ROLLBACK")).catch(() => {});
+        let message = error instanceof Error ? error.message : String(error);
+        if (/^\w+ CONNECTION_\w+/.test(message)) {
+          message = `the connection closed (${message}); see the PostgreSQL server log`;
+        }
+        throw new MigrationError(`Migration ${label} failed and was rolled back: ${message}`, {
+          cause: error,
+        });
       }
-      logger.info(
-        `Applied migration ${String(migration.version).padStart(3, "0")}_${migration.name}`,
-      );
+      logger.info(`Applied migration ${label}`);
       result.applied.push({ version: migration.version, name: migration.name });
     }
     return result;
+  } catch (error) {
+    throw explainPrivilege(error, who) ?? error;
   } finally {
-    await reserved`SELECT pg_advisory_unlock(${LOCK_KEY})`.catch(() => {});
-    reserved.release();
+    if (!lost) {
+      await reserved`SELECT pg_advisory_unlock(${LOCK_KEY})`.catch(() => {});
+      reserved.release();
+    }
   }
+}
+
+/** A `UserError` for a privilege error (SQLSTATE 42501) while migrating, else undefined. */
+function explainPrivilege(
+  error: unknown,
+  who: { role: string; database: string; schema: string },
+): UserError | undefined {
+  const cause = error instanceof MigrationError ? error.cause : error;
+  if ((cause as { code?: string })?.code !== "42501") return undefined;
+  const pgMessage = (cause as Error).message;
+  const fix = /schema/.test(pgMessage)
+    ? `; run setup as the database owner or a superuser, or have one run: GRANT CREATE ON ` +
+      `SCHEMA ${who.schema} TO ${who.role}`
+    : /database/.test(pgMessage)
+    ? `; run setup as the database owner or a superuser, or have one run: GRANT CREATE ON ` +
+      `DATABASE ${who.database} TO ${who.role}`
+    : "; run setup as the database owner or a superuser";
+  return new UserError(
+    `Cannot set up the schema as role "${who.role}" in database "${who.database}": ` +
+      `${pgMessage}${fix}`,
+    { cause: error },
+  );
 }
 
 /** A migration failed; nothing of it was applied. */

@@ -2,15 +2,13 @@ import type { Config } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { redact, redactUrl, registerSecret } from "../redact.ts";
+import { AuthError } from "./errors.ts";
 import { parseFrame, type SubscribeStatusEvent, type TwelveDataEvent } from "./events.ts";
+import { Backoff } from "./backoff.ts";
+import { refusalLine } from "./refusals.ts";
+import { Subscriptions } from "./subscriptions.ts";
 import { checkApiKey, TwelveDataRest } from "./rest.ts";
-import {
-  normalizeSymbols,
-  symbolKey,
-  type SymbolsInput,
-  symbolsParam,
-  type SymbolSpec,
-} from "./symbols.ts";
+import { normalizeSymbols, type SymbolsInput, symbolsParam, type SymbolSpec } from "./symbols.ts";
 
 /** Where the client is in its life. */
 export type ClientState =
@@ -45,6 +43,15 @@ export interface ClientOptions {
   backoffBaseMs?: number;
   /** Longest reconnect delay (default 30 s). */
   backoffCapMs?: number;
+  /**
+   * When the key is refused after it has worked (a billing blip, a key restored later), the
+   * client keeps trying instead of failing: first after this long (default 1 min), doubled
+   * per refusal up to `authRetryCapMs` (default 15 min), jittered. A key refused at the
+   * first connection is still fatal (`AuthError`).
+   */
+  authRetryBaseMs?: number;
+  /** Longest wait between attempts while the key is refused (default 15 min). */
+  authRetryCapMs?: number;
   /** Give up on one connection attempt after this long (default 10 s). */
   connectTimeoutMs?: number;
   /** How long `close()` waits for the server to confirm the reset (default 2 s). */
@@ -75,6 +82,13 @@ export interface ClientStats {
   lastTickMs: Record<string, number>;
   /** Events waiting in the async iterator's queue. */
   queued: number;
+  /** Epoch ms since which the key has been refused, after it had worked; else undefined. */
+  keyRefusedSince: number | undefined;
+  /**
+   * Epoch ms since which no symbol has been live (the connection down, or no symbol
+   * confirmed nor ticking on it yet); undefined while the stream is live.
+   */
+  notLiveSince: number | undefined;
 }
 
 /** The `twelveData` section of the configuration as client options; throws if no key is set. */
@@ -128,8 +142,8 @@ export class TwelveDataClient {
   #onEvent: ((event: TwelveDataEvent) => void) | undefined;
   #heartbeatMs: number;
   #watchdogMs: number;
-  #backoffBaseMs: number;
-  #backoffCapMs: number;
+  #backoff: Backoff;
+  #authBackoff: Backoff;
   #connectTimeoutMs: number;
   #closeTimeoutMs: number;
   #queueWarnAt: number;
@@ -137,8 +151,9 @@ export class TwelveDataClient {
   #state: ClientState = "idle";
   #ws: WebSocket | undefined;
   #everOpened = false;
-  #attempt = 0;
   #failures = 0;
+  #keyRefusedSince: number | undefined;
+  #notLiveSince: number | undefined = Date.now();
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #heartbeatTimer: ReturnType<typeof setInterval> | undefined;
   #watchdogTimer: ReturnType<typeof setInterval> | undefined;
@@ -147,10 +162,9 @@ export class TwelveDataClient {
   #keyCheck: Promise<void> | undefined;
   #zombies = new Set<Promise<void>>();
 
-  #desired = new Map<string, SymbolSpec>();
-  #refused = new Map<string, string>();
-  #pending: string[][] = [];
+  #subscriptions = new Subscriptions();
   #lastTick = new Map<string, number>();
+  #live = false;
 
   #frames = 0;
   #ticks = 0;
@@ -193,8 +207,6 @@ export class TwelveDataClient {
     this.#onEvent = options.onEvent;
     this.#heartbeatMs = options.heartbeatMs ?? 10_000;
     this.#watchdogMs = options.watchdogMs ?? 30_000;
-    this.#backoffBaseMs = options.backoffBaseMs ?? 500;
-    this.#backoffCapMs = options.backoffCapMs ?? 30_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 2_000;
     this.#queueWarnAt = options.queueWarnAt ?? 100_000;
@@ -203,11 +215,23 @@ export class TwelveDataClient {
         `Cannot create the Twelve Data client: watchdogMs (${this.#watchdogMs}) must be longer than heartbeatMs (${this.#heartbeatMs})`,
       );
     }
-    if (!(this.#backoffBaseMs > 0 && this.#backoffCapMs >= this.#backoffBaseMs)) {
-      throw new RangeError(
-        "Cannot create the Twelve Data client: backoff needs 0 < backoffBaseMs <= backoffCapMs",
-      );
-    }
+    const backoff = (what: string, base: number, cap: number) => {
+      try {
+        return new Backoff(base, cap);
+      } catch {
+        throw new RangeError(`Cannot create the Twelve Data client: ${what}`);
+      }
+    };
+    this.#backoff = backoff(
+      "backoff needs 0 < backoffBaseMs <= backoffCapMs",
+      options.backoffBaseMs ?? 500,
+      options.backoffCapMs ?? 30_000,
+    );
+    this.#authBackoff = backoff(
+      "backoff needs 0 < authRetryBaseMs <= authRetryCapMs",
+      options.authRetryBaseMs ?? 60_000,
+      options.authRetryCapMs ?? 900_000,
+    );
   }
 
   /**
@@ -237,22 +261,14 @@ export class TwelveDataClient {
   /** Adds symbols (comma string or list); sent now if connected, and after every reconnect. */
   subscribe(symbols: SymbolsInput): void {
     const specs = normalizeSymbols(symbols);
-    for (const spec of specs) {
-      const key = symbolKey(spec);
-      this.#refused.delete(key);
-      this.#desired.set(key, spec);
-    }
+    this.#subscriptions.add(specs);
     if (specs.length > 0 && this.#state === "open") this.#sendSubscribe(specs);
   }
 
   /** Removes symbols; the server confirms with an `unsubscribe-status` event. */
   unsubscribe(symbols: SymbolsInput): void {
     const specs = normalizeSymbols(symbols);
-    for (const spec of specs) {
-      const key = symbolKey(spec);
-      this.#desired.delete(key);
-      this.#refused.delete(key);
-    }
+    this.#subscriptions.remove(specs);
     if (specs.length > 0 && this.#state === "open") {
       this.#send({ action: "unsubscribe", params: { symbols: symbolsParam(specs) } });
     }
@@ -260,8 +276,7 @@ export class TwelveDataClient {
 
   /** Drops every subscription; the server confirms with a `reset-status` event. */
   reset(): void {
-    this.#desired.clear();
-    this.#refused.clear();
+    this.#subscriptions.clear();
     if (this.#state === "open") this.#send({ action: "reset" });
   }
 
@@ -277,10 +292,12 @@ export class TwelveDataClient {
       heartbeats: this.#heartbeats,
       connectAttempts: this.#connectAttempts,
       reconnects: this.#reconnects,
-      subscribed: [...this.#desired.keys()],
-      refused: Object.fromEntries(this.#refused),
+      subscribed: this.#subscriptions.wanted,
+      refused: this.#subscriptions.refused,
       lastTickMs: Object.fromEntries(this.#lastTick),
       queued: this.#queue?.length ?? 0,
+      keyRefusedSince: this.#keyRefusedSince,
+      notLiveSince: this.#notLiveSince,
     };
   }
 
@@ -393,7 +410,7 @@ export class TwelveDataClient {
       if (fresh) {
         // The server works: the next failure starts the backoff from the bottom again.
         fresh = false;
-        this.#attempt = 0;
+        this.#backoff.reset();
       }
       this.#frame(message.data);
     };
@@ -412,8 +429,13 @@ export class TwelveDataClient {
     this.#failures = 0;
     if (this.#everOpened) this.#reconnects++;
     this.#everOpened = true;
+    if (this.#keyRefusedSince !== undefined) {
+      const seconds = Math.round((Date.now() - this.#keyRefusedSince) / 1000);
+      this.#logger.info(`Twelve Data accepts the API key again, after ${seconds} s of refusals`);
+      this.#keyRefusedSince = undefined;
+      this.#authBackoff.reset();
+    }
     this.#logger.info("Connected to Twelve Data", { url: redactUrl(this.#wsUrl) });
-    this.#pending = [];
     this.#watchFrames = this.#frames;
     this.#watchSince = Date.now();
     this.#heartbeatTimer = setInterval(() => {
@@ -421,7 +443,7 @@ export class TwelveDataClient {
     }, this.#heartbeatMs);
     const every = Math.min(5_000, Math.max(20, Math.floor(this.#watchdogMs / 5)));
     this.#watchdogTimer = setInterval(this.#watchdog, every);
-    const specs = [...this.#desired.values()];
+    const specs = this.#subscriptions.reconnected();
     if (specs.length > 0) this.#sendSubscribe(specs);
     this.#opened.resolve();
   }
@@ -476,6 +498,7 @@ export class TwelveDataClient {
   #down(ws: WebSocket, opened: boolean, code: number, reason: string): void {
     if (ws !== this.#ws) return;
     this.#ws = undefined;
+    this.#setLive(false);
     clearInterval(this.#heartbeatTimer);
     clearInterval(this.#watchdogTimer);
     this.#heartbeatTimer = this.#watchdogTimer = undefined;
@@ -491,14 +514,18 @@ export class TwelveDataClient {
       return;
     }
     this.#failures++;
-    this.#logger.warn("Cannot connect to Twelve Data", {
-      url: redactUrl(this.#wsUrl),
-      error: redact(reason),
-      failures: this.#failures,
-    });
+    const refused = this.#keyRefusedSince !== undefined;
+    // While the key is refused, the key check's line is the one line of each attempt.
+    if (!refused) {
+      this.#logger.warn("Cannot connect to Twelve Data", {
+        url: redactUrl(this.#wsUrl),
+        error: redact(reason),
+        failures: this.#failures,
+      });
+    }
     // A browser-style WebSocket cannot see the HTTP 200 + JSON error of a bad key:
     // ask the REST API whether the key is the problem.
-    if (!this.#everOpened || this.#failures % 5 === 1) {
+    if (refused || !this.#everOpened || this.#failures % 5 === 1) {
       this.#keyCheck = this.#checkKey();
     } else {
       this.#scheduleReconnect();
@@ -509,14 +536,38 @@ export class TwelveDataClient {
     try {
       const ok = await checkApiKey(this.#rest);
       if (this.#state !== "waiting") return;
-      if (ok) this.#logger.info("The API key is valid: retrying the WebSocket");
-      else this.#logger.warn("Cannot reach the Twelve Data REST API either: retrying");
+      if (ok) {
+        this.#keyRefusedSince = undefined;
+        this.#authBackoff.reset();
+        this.#logger.info("The API key is valid: retrying the WebSocket");
+      } else this.#logger.warn("Cannot reach the Twelve Data REST API either: retrying");
       this.#scheduleReconnect();
     } catch (error) {
-      this.#fail(error as Error);
+      if (error instanceof AuthError && this.#everOpened && this.#state === "waiting") {
+        this.#keyRefused(error);
+      } else {
+        this.#fail(error as Error);
+      }
     } finally {
       this.#keyCheck = undefined;
     }
+  }
+
+  /**
+   * The key was refused after it had worked: not fatal for an unattended ingester (billing
+   * blips happen), so wait long and try again, one log line per attempt.
+   */
+  #keyRefused(error: AuthError): void {
+    const now = Date.now();
+    this.#keyRefusedSince ??= now;
+    const wait = this.#authBackoff.next();
+    const since = Math.round((now - this.#keyRefusedSince) / 1000);
+    const after = wait < 1000 ? `${wait} ms` : `${Math.round(wait / 1000)} s`;
+    this.#logger.warn(
+      `Twelve Data refuses the API key, which worked before: retrying in ${after}`,
+      { attempt: this.#authBackoff.attempt, refusedForS: since, error: error.message },
+    );
+    this.#reconnectTimer = setTimeout(() => this.#connect(), wait);
   }
 
   #fail(error: Error): void {
@@ -532,14 +583,10 @@ export class TwelveDataClient {
   }
 
   #scheduleReconnect(): void {
-    const ceiling = Math.min(
-      this.#backoffCapMs,
-      this.#backoffBaseMs * 2 ** Math.min(this.#attempt, 30),
-    );
-    this.#attempt++;
-    // "Equal jitter": at least half the ceiling, so a fleet does not reconnect in step.
-    const wait = Math.round(ceiling / 2 + Math.random() * ceiling / 2);
-    this.#logger.info(`Reconnecting to Twelve Data in ${wait} ms`, { attempt: this.#attempt });
+    const wait = this.#backoff.next();
+    this.#logger.info(`Reconnecting to Twelve Data in ${wait} ms`, {
+      attempt: this.#backoff.attempt,
+    });
     this.#reconnectTimer = setTimeout(() => this.#connect(), wait);
   }
 
@@ -557,7 +604,7 @@ export class TwelveDataClient {
 
   #sendSubscribe(specs: SymbolSpec[]): void {
     if (this.#send({ action: "subscribe", params: { symbols: symbolsParam(specs) } })) {
-      this.#pending.push(specs.map(symbolKey));
+      this.#subscriptions.sent(specs);
     }
   }
 
@@ -573,6 +620,7 @@ export class TwelveDataClient {
       case "price":
         this.#ticks++;
         this.#lastTick.set(event.symbol, event.timeMs);
+        if (!this.#live) this.#setLive(true);
         break;
       case "malformed":
         this.#malformed++;
@@ -604,39 +652,21 @@ export class TwelveDataClient {
   }
 
   #subscribeStatus(event: SubscribeStatusEvent): void {
-    const keys = this.#pending.shift() ?? [];
-    const refused: string[] = [];
-    for (const item of event.fails) {
-      const reason = item.message || `refused (status ${event.status})`;
-      refused.push(...this.#refuse(item.symbol, reason));
-    }
-    if (event.status === "error" && event.fails.length === 0 && event.success.length === 0) {
-      // The {"status":"error","messages":[...]} variant names no symbol: the whole request failed.
-      const reason = event.messages.join("; ") || "refused (status error)";
-      for (const key of keys) refused.push(...this.#refuse(key, reason));
-    }
-    if (refused.length > 0) {
-      const reasons = refused.map((key) => `${key} (${this.#refused.get(key)})`).join(", ");
-      this.#logger.warn(`Twelve Data refused ${refused.length} symbol(s): ${reasons}`);
-    }
+    const refused = this.#subscriptions.answer(event);
+    if (refused.length > 0) this.#logger.warn(refusalLine(refused));
     if (event.success.length > 0) {
+      this.#setLive(true);
       this.#logger.info(`Subscribed to ${event.success.length} symbol(s)`, {
         symbols: event.success.slice(0, 20).map((item) => item.symbol).join(","),
       });
     }
   }
 
-  #refuse(symbol: string, reason: string): string[] {
-    const keys: string[] = [];
-    for (const [key, spec] of this.#desired) {
-      if (key === symbol || spec.symbol === symbol) keys.push(key);
-    }
-    if (keys.length === 0) keys.push(symbol);
-    for (const key of keys) {
-      this.#desired.delete(key);
-      this.#refused.set(key, reason);
-    }
-    return keys;
+  /** Live: the connection is open with at least one symbol confirmed or ticking. */
+  #setLive(live: boolean): void {
+    this.#live = live && this.#state === "open";
+    if (this.#live) this.#notLiveSince = undefined;
+    else this.#notLiveSince ??= Date.now();
   }
 
   #emit(event: TwelveDataEvent): void {

@@ -11,7 +11,7 @@ import { connect } from "../../lib/db/connection.ts";
 import { startEmbedded } from "../../lib/db/embedded.ts";
 import { freePort } from "./run.ts";
 import { migrate } from "../../lib/db/migrations.ts";
-import { defaultMode, readServerInfo, type SchemaMode } from "../../lib/db/server_info.ts";
+import { chooseMode, readServerInfo, type SchemaMode } from "../../lib/db/server_info.ts";
 
 /** The server all tests of this process use. */
 export interface TestServer {
@@ -138,7 +138,7 @@ export async function createTestDatabase(
   if (options.migrate ?? true) {
     const info = await readServerInfo(sql);
     await migrate(sql, {
-      mode: options.mode ?? defaultMode(info),
+      mode: options.mode ?? chooseMode(info),
       timescaleVersion: info.timescaleVersion,
     });
   }
