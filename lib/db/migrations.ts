@@ -13,6 +13,7 @@ import candlesColumnstore from "../../sql/003_candles_columnstore.timescaledb.sq
 import candlesCompression from "../../sql/003_candles_columnstore.timescaledb_legacy.sql" with {
   type: "text",
 };
+import quarantine from "../../sql/005_quarantine.sql" with { type: "text" };
 
 /** One numbered schema change, with its SQL for each mode. */
 export interface Migration {
@@ -47,6 +48,7 @@ export const MIGRATIONS: Migration[] = [
     timescaledb: `${candlesTimescale}\n${candlesColumnstore}`,
     timescaledbLegacy: `${candlesTimescale}\n${candlesCompression}`,
   },
+  { version: 5, name: "quarantine", portable: quarantine, timescaledb: quarantine },
 ];
 
 /** The SQL of `migration` for `mode` (and, in TimescaleDB mode, the server's version). */
