@@ -125,7 +125,15 @@ export class Batcher {
   /** Accepts one row; synchronous, allocation-free except when a batch is released. */
   push(row: Row): PushResult {
     if (this.#closed) throw new TypeError("Cannot push to a closed batcher");
-    if (!this.#spooling && this.#held >= this.#memoryCap) this.spill();
+    if (!this.#spooling && this.#held >= this.#memoryCap && this.spill()) {
+      this.#logger.limited(
+        "batcher-cap",
+        "warn",
+        `Memory cap reached (${fmt(this.#memoryCap)} ticks): spooling to disk`,
+        { dir: this.#spool!.dir },
+        { perWindow: 1, windowMs: 60_000 },
+      );
+    }
     if (this.#spooling) {
       if (this.#spool!.append(row)) {
         if (this.#wake) this.#wakeUp();

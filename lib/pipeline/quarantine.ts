@@ -128,7 +128,7 @@ export async function insertQuarantine(sql: Sql, records: QuarantineRecord[]): P
            (e->>'bid')::float8, (e->>'ask')::float8, (e->>'volume')::numeric,
            (e->>'seq')::int8, e->>'sqlstate', e->>'reason', e->>'constraint_name',
            e->>'message', e->>'detail'
-    FROM jsonb_array_elements(${JSON.stringify(records)}::jsonb) WITH ORDINALITY AS t(e, n)
+    FROM jsonb_array_elements(${JSON.stringify(records)}::text::jsonb) WITH ORDINALITY AS t(e, n)
     ORDER BY n
     ON CONFLICT (batch_id) DO NOTHING
     RETURNING 1`;
