@@ -19,8 +19,11 @@ export interface DeliveryOptions {
   retryMaxMs?: number;
   /** Where refused rows go when `tickpipe_quarantine` cannot take them. */
   quarantineDir: string;
-  /** Called on every failed attempt that will be retried (the pipeline spools). */
-  onFailure?: () => void;
+  /**
+   * Called on every failed attempt that will be retried, with the number of failures in a
+   * row (the pipeline spools from the second on).
+   */
+  onFailure?: (failures: number) => void;
   /** Ticks waiting, for the retry log line. */
   waiting?: () => { memory: number; spooled: number };
   logger?: Logger;
@@ -56,7 +59,7 @@ export class Delivery {
   #retryInitialMs: number;
   #retryMaxMs: number;
   #quarantineDir: string;
-  #onFailure: () => void;
+  #onFailure: (failures: number) => void;
   #waiting: () => { memory: number; spooled: number };
   #aborted = false;
   #sleepTimer: ReturnType<typeof setTimeout> | undefined;
@@ -233,7 +236,7 @@ export class Delivery {
         this.failingSince ??= Date.now();
         attempt++;
         this.retries++;
-        this.#onFailure();
+        this.#onFailure(attempt);
         if (root && batch.spilled) return { kind: "abandoned" };
         await this.#backoff(attempt);
         if (this.#aborted) return { kind: "aborted" };
@@ -256,7 +259,7 @@ export class Delivery {
         this.failingSince ??= Date.now();
         attempt++;
         this.retries++;
-        this.#onFailure();
+        this.#onFailure(attempt);
         await this.#backoff(attempt);
         if (this.#aborted) return undefined;
       }

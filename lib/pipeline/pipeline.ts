@@ -165,7 +165,8 @@ export class IngestPipeline {
       retryMaxMs: options.retryMaxMs,
       quarantineDir: quarantineDir(spoolRoot),
       logger: this.#logger,
-      onFailure: () => this.#spill("the database is unreachable"),
+      // One failure is often a connection that died, the retry succeeds: spool from two.
+      onFailure: (failures) => failures >= 2 && this.#spill("the database is unreachable"),
       waiting: () => ({ memory: this.#batcher.held, spooled: this.#keeper.spool?.rows ?? 0 }),
     });
   }
