@@ -38,6 +38,7 @@ export const BATCHER_DEFAULTS = {
 export type PushResult = "queued" | "spooled" | "dropped";
 
 const fmt = (n: number) => n.toLocaleString("en-US");
+const SPILL_RETRY_MS = 1000;
 
 /**
  * Groups rows into batches (by size or age, whichever first) with bounded memory, and moves
@@ -68,6 +69,7 @@ export class Batcher {
   #drained = 0;
   #closed = false;
   #dropped = 0;
+  #spillRetryAt = 0;
   #lastDropAt: number | undefined;
 
   constructor(options: BatcherOptions = {}) {
@@ -155,11 +157,26 @@ export class Batcher {
   /**
    * Writes every row held in memory to the spool, in order — the batch being written
    * included, as a copy under its own id (`Batch.spilled`) — and sends new rows there from
-   * now on. False when the spool cannot take them (what did not fit stays in memory).
+   * now on. False when the spool cannot take them (what did not fit stays in memory; no new
+   * attempt for a second).
    */
   spill(): boolean {
     const spool = this.#spool;
     if (!spool || this.#closed || !spool.canTake()) return false;
+    // A spool too full for what memory holds is not tried again at every row.
+    if (performance.now() < this.#spillRetryAt) return false;
+    if (!this.#spillAll(spool)) {
+      this.#spillRetryAt = performance.now() + SPILL_RETRY_MS;
+      return false;
+    }
+    if (!this.#spooling) {
+      this.#spooling = true;
+      this.#drained = 0;
+    }
+    return true;
+  }
+
+  #spillAll(spool: Spool): boolean {
     if (this.#current.length > 0) this.#release();
     const inFlight = this.#inFlight;
     if (inFlight && !inFlight.spilled) {
@@ -172,10 +189,6 @@ export class Batcher {
       if (!spool.appendBatch(batch)) return false;
       this.#batches.shift();
       this.#held -= batch.rows.length;
-    }
-    if (!this.#spooling) {
-      this.#spooling = true;
-      this.#drained = 0;
     }
     return true;
   }

@@ -114,7 +114,7 @@ export class SpoolKeeper {
     if (!spool) return;
     spool.close();
     // Rows of a final write that failed came back to memory: nowhere left to keep them.
-    this.#persistMemory();
+    this.#lose(this.#batcher.takeAll().reduce((n, b) => n + b.rows.length, 0));
     if (spool.rows > 0) {
       this.#logger.warn(
         `Stopped with ${fmt(spool.rows)} ticks in the spool; they are written on the next start`,
@@ -129,6 +129,10 @@ export class SpoolKeeper {
     for (const batch of this.#batcher.takeAll()) {
       if (!spool || !spool.appendBatch(batch)) lost += batch.rows.length;
     }
+    this.#lose(lost);
+  }
+
+  #lose(lost: number): void {
     if (lost === 0) return;
     this.lostAtClose += lost;
     const why = this.fault?.error ?? "the spool is full";
