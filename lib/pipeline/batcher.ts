@@ -2,6 +2,7 @@ import { type Logger, silentLogger } from "../log.ts";
 import { type Batch, newBatch } from "./batch.ts";
 import type { Row } from "./sequencer.ts";
 import type { Spool } from "./spool.ts";
+import { fmt } from "./text.ts";
 
 /** Settings of `Batcher`; the defaults are explained in docs of `BATCHER_DEFAULTS`. */
 export interface BatcherOptions {
@@ -37,7 +38,6 @@ export const BATCHER_DEFAULTS = {
 /** Where `push` put a row. */
 export type PushResult = "queued" | "spooled" | "dropped";
 
-const fmt = (n: number) => n.toLocaleString("en-US");
 const SPILL_RETRY_MS = 1000;
 
 /**

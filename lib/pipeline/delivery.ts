@@ -10,6 +10,7 @@ import {
 } from "./quarantine.ts";
 import type { Row } from "./sequencer.ts";
 import type { TickWriter } from "./writer.ts";
+import { errorText, fmt } from "./text.ts";
 
 /** Settings of `Delivery`. */
 export interface DeliveryOptions {
@@ -36,12 +37,7 @@ type Attempt =
   | { kind: "written" | "landed" | "split" | "abandoned" | "aborted" }
   | { kind: "refused"; refusal: Refusal };
 
-const fmt = (n: number) => n.toLocaleString("en-US");
 const PRUNE_EVERY_MS = 3600_000;
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 /**
  * Delivers batches to the database, exactly once: retries transient failures with capped

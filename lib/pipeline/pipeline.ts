@@ -17,6 +17,7 @@ import {
   validateTick,
 } from "./tick.ts";
 import { TickWriter, type WriteMethod } from "./writer.ts";
+import { errorText, fmt } from "./text.ts";
 
 /** Settings of `IngestPipeline.open`. */
 export interface PipelineOptions {
@@ -96,12 +97,6 @@ export interface PipelineStats {
 const TICK_MS = 50;
 /** How long a stop waits for a write stuck on a dead connection once it gave up. */
 const ABORT_WAIT_MS = 2000;
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-const fmt = (n: number) => n.toLocaleString("en-US");
 
 /**
  * The ingest pipeline: validated ticks in, rows in PostgreSQL out, exactly once, at most

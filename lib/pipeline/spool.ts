@@ -6,12 +6,14 @@ import {
   chunkText,
   FIRST_SEGMENT,
   headerLine,
-  parseRow,
+  parseRows,
   rowLine,
   SEGMENT_RE,
   segmentName,
 } from "./spool_format.ts";
 import { type Segment, SegmentQueue } from "./spool_queue.ts";
+import { removeQuietly, syncDirSync, writeAllSync } from "./files.ts";
+import { errorText, fmt } from "./text.ts";
 
 /** Settings of `Spool.open`. */
 export interface SpoolOptions {
@@ -50,35 +52,6 @@ interface ActiveSegment extends Segment {
 const PROBE_BYTES = 4096;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const fmt = (n: number) => n.toLocaleString("en-US");
-
-function writeAllSync(file: Deno.FsFile, data: Uint8Array): void {
-  let offset = 0;
-  while (offset < data.length) offset += file.writeSync(data.subarray(offset));
-}
-
-function removeQuietly(path: string): void {
-  try {
-    Deno.removeSync(path);
-  } catch {
-    // Gone already, or a read-only directory: an empty segment is skipped when read.
-  }
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** The rows in spool text that may start mid-chunk (headers skipped). */
-function rowsOf(text: string): Row[] {
-  const rows: Row[] = [];
-  for (const line of text.split("\n")) {
-    if (line === "" || line.charCodeAt(0) === 64 /* @ */) continue;
-    const row = parseRow(line);
-    if (row) rows.push(row);
-  }
-  return rows;
-}
 
 /**
  * A bounded on-disk queue of sequenced rows in one directory (a slot, see `acquireSlot`):
@@ -108,6 +81,7 @@ export class Spool {
   #counter = FIRST_SEGMENT - 1;
   #closed = false;
   #dirty = false;
+  #newSegment = false;
   #syncing: Promise<void> | undefined;
   #fault: SpoolFault | undefined;
   #onReturn: (rows: Row[]) => void = () => {};
@@ -260,7 +234,7 @@ export class Spool {
       this.#beforeWrite?.();
       writeAllSync(active.file, this.#buf.subarray(0, this.#fill));
     } catch (error) {
-      const rows = rowsOf(decoder.decode(this.#buf.subarray(0, this.#fill)));
+      const rows = parseRows(decoder.decode(this.#buf.subarray(0, this.#fill)));
       active.rows -= rows.length;
       active.bytes = active.written;
       this.#fill = 0;
@@ -281,7 +255,7 @@ export class Spool {
     const active = this.#active;
     if (!this.#dirty || !active || this.#syncing) return;
     this.#dirty = false;
-    this.#syncing = active.file.syncData().catch((error) => {
+    this.#syncing = active.file.syncData().then(() => this.#syncDir()).catch((error) => {
       // A segment sealed meanwhile was fsync'd by the seal.
       if (this.#active === active) this.#setFault(error);
     }).finally(() => this.#syncing = undefined);
@@ -354,6 +328,13 @@ export class Spool {
     }
   }
 
+  /** fsyncs the directory once a new segment is in it, so its name survives a power loss. */
+  #syncDir(): void {
+    if (!this.#newSegment) return;
+    this.#newSegment = false;
+    syncDirSync(this.dir);
+  }
+
   /** The owner reports faults (once each, see `fault`); a spool only records them. */
   #setFault(error: unknown): void {
     this.#fault ??= { error: errorText(error), since: Date.now() };
@@ -385,6 +366,7 @@ export class Spool {
       this.#beforeWrite?.();
       const file = Deno.openSync(path, { write: true, create: true, append: true });
       this.#active = { file, path, rows: 0, bytes: 0, written: 0 };
+      this.#newSegment = true;
     } catch (error) {
       this.#setFault(error);
       return undefined;
@@ -419,6 +401,7 @@ export class Spool {
     this.#chunkFill = 0;
     try {
       active.file.syncSync();
+      this.#syncDir();
     } catch (error) {
       this.#setFault(error);
     }

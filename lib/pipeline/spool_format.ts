@@ -98,6 +98,17 @@ export function parseRow(line: string, symbols?: Map<string, string>): Row | und
   return row;
 }
 
+/** The rows in spool text that may start mid-chunk (headers and bad lines skipped). */
+export function parseRows(text: string): Row[] {
+  const rows: Row[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "" || line.charCodeAt(0) === 64 /* @ */) continue;
+    const row = parseRow(line);
+    if (row) rows.push(row);
+  }
+  return rows;
+}
+
 /** What a reader skipped: a torn last line (a crash mid-write) and corrupt lines. */
 export interface Damage {
   /** Row lines cut short at the end of a file (lost in a crash). */

@@ -3,6 +3,7 @@ import type { Batcher } from "./batcher.ts";
 import type { Row } from "./sequencer.ts";
 import type { Spool, SpoolFault } from "./spool.ts";
 import { openSlotSpool } from "./spool_slot.ts";
+import { errorText, fmt } from "./text.ts";
 
 /** Settings of `SpoolKeeper`. */
 export interface SpoolKeeperOptions {
@@ -19,11 +20,6 @@ export interface SpoolKeeperOptions {
 }
 
 const PROBE_EVERY_MS = 5000;
-const fmt = (n: number) => n.toLocaleString("en-US");
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 /**
  * Runs a pipeline's spool: takes this process's slot under the spool root (when the

@@ -2,6 +2,7 @@ import { type Logger, silentLogger } from "../log.ts";
 import type { Batch } from "./batch.ts";
 import type { Row } from "./sequencer.ts";
 import { type Damage, SegmentReader } from "./spool_format.ts";
+import { errorText } from "./text.ts";
 
 /** A spool segment file: its rows and size. */
 export interface Segment {
@@ -16,10 +17,6 @@ interface ReadingSegment extends Segment {
   current: Batch | undefined;
   /** Rows of this segment acknowledged so far. */
   acked: number;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**

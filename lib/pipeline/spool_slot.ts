@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { type Logger, silentLogger } from "../log.ts";
 import { FIRST_SEGMENT, SEGMENT_RE, segmentName } from "./spool_format.ts";
 import { Spool, type SpoolOptions } from "./spool.ts";
+import { syncDirSync } from "./files.ts";
 
 /**
  * One process's part of a data directory's spool: `<root>/<n>/`, held through an exclusive
@@ -80,6 +81,7 @@ export async function adoptOrphans(
       moved++;
     }
     if (names.length > 0) {
+      for (const dir of [from, slot.dir]) syncDirSync(dir);
       logger.info(`Adopted ${names.length} spool segment(s) left in ${from}`, { into: slot.dir });
     }
   };
