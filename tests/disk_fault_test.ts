@@ -6,33 +6,17 @@
  * a genuinely small or read-only filesystem where one can be mounted.
  */
 import assert from "node:assert/strict";
-import type { Sql } from "postgres";
 import { connect } from "../lib/db/connection.ts";
-import { type IngestSummary, runIngest } from "../lib/ingest.ts";
 import { IngestPipeline } from "../lib/pipeline/pipeline.ts";
 import { createTestDatabase } from "./_support/db.ts";
+import { countAndDuplicates, insertedInOrder } from "./_support/rows.ts";
 import { IngestProcess, until } from "./_support/ingest_process.ts";
 import { startProxy } from "./_support/proxy.ts";
-import { captureLogger, TEST_KEY, withSimulator } from "./_support/sim.ts";
+import { startIngest } from "./_support/ingest.ts";
+import { captureLogger, withSimulator } from "./_support/sim.ts";
 import { bypassesPermissions, mountTmpfs } from "./_support/small_fs.ts";
 import { makeTicks } from "./_support/ticks.ts";
 import { databaseUrl } from "./_support/url.ts";
-
-async function rows(sql: Sql): Promise<{ stored: number; duplicates: number }> {
-  const [r] = await sql<{ stored: number; duplicates: number }[]>`
-    SELECT count(*)::int AS stored, (count(*) - count(DISTINCT (symbol, seq)))::int AS duplicates
-    FROM crypto_ticks`;
-  return r!;
-}
-
-/** Rows of each symbol were inserted in seq order (physical order of an append-only heap). */
-async function insertedInOrder(sql: Sql): Promise<boolean> {
-  const [r] = await sql<{ bad: number }[]>`
-    SELECT count(*)::int AS bad FROM (
-      SELECT seq < lag(seq) OVER (PARTITION BY symbol ORDER BY ctid) AS back FROM crypto_ticks
-    ) x WHERE back`;
-  return r!.bad === 0;
-}
 
 Deno.test("A full spool during an outage: memory keeps what fits, the rest is counted dropped, writing resumes", async () => {
   const db = await createTestDatabase();
@@ -56,51 +40,37 @@ Deno.test("A full spool during an outage: memory keeps what fits, the rest is co
   try {
     await withSimulator({ rate: 4000, symbols }, async (sim) => {
       const { logger, lines } = captureLogger();
-      const controller = new AbortController();
-      let last: IngestSummary | undefined;
-      const running = runIngest(sql, {
-        twelveData: { apiKey: TEST_KEY, wsUrl: sim.wsUrl, apiUrl: sim.apiUrl },
+      const ingest = startIngest(sql, sim, {
         symbols,
         dataDir,
-        signal: controller.signal,
         logger,
-        summaryEveryMs: 100,
-        metricsPort: 0,
-        client: { heartbeatMs: 500, watchdogMs: 2_000, backoffBaseMs: 100, backoffCapMs: 1_000 },
-        pipeline: {
-          maxBatch: 500,
-          memoryCap: 3000,
-          retryInitialMs: 20,
-          retryMaxMs: 200,
-          beforeSpoolWrite,
-        },
-        onSummary: (s) => last = s,
+        lines,
+        pipeline: { maxBatch: 500, memoryCap: 3000, beforeSpoolWrite },
       });
-      await until(() => (last?.pipeline.written ?? 0) > 1000, "the first rows");
+      const last = () => ingest.last()?.pipeline;
+      await until(() => (last()?.written ?? 0) > 1000, "the first rows");
       proxy.cut();
-      await until(() => (last?.pipeline.spooled ?? 0) > 1000, "spooling");
+      await until(() => (last()?.spooled ?? 0) > 1000, "spooling");
       full = true;
-      await until(() => (last?.pipeline.dropped ?? 0) > 1000, "ticks dropped");
-      const port = /127\.0\.0\.1:(\d+)\/metrics/.exec(lines.join("\n"))![1];
-      const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+      await until(() => (last()?.dropped ?? 0) > 1000, "ticks dropped");
+      const health = await fetch(`${ingest.metricsUrl()}/healthz`);
       assert.equal(health.status, 503);
       assert.match(await health.text(), /^spool unwritable for \d+ s \(No space left on device/);
-      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const metrics = await (await fetch(`${ingest.metricsUrl()}/metrics`)).text();
       assert.match(metrics, /^tickpipe_spool_writable 0$/m);
       assert.match(metrics, /^tickpipe_ticks_dropped_total [1-9]\d*$/m);
-      assert.ok(last!.pipeline.pendingMemory <= 3000 + 2000, "memory holds about its cap");
+      assert.ok(last()!.pendingMemory <= 3000 + 2000, "memory holds about its cap");
 
       // The database returns: everything kept is written, and writing goes on.
       proxy.restore();
       full = false;
-      const at = last!.pipeline.written;
+      const at = last()!.written;
       await until(
-        () => last!.pipeline.failingSince === undefined && last!.pipeline.written > at + 5000,
+        () => last()!.failingSince === undefined && last()!.written > at + 5000,
         "writing resumed",
       );
-      controller.abort();
-      const summary = await running;
-      const { stored, duplicates } = await rows(db.sql);
+      const summary = await ingest.stop();
+      const { rows: stored, duplicates } = await countAndDuplicates(db.sql);
       assert.equal(stored + summary.pipeline.dropped, sim.stats().price_events_sent);
       assert.equal(duplicates, 0);
       assert.ok(await insertedInOrder(db.sql));
@@ -184,7 +154,7 @@ Deno.test("An unwritable spool is said in one line at start; an outage then drop
             p.lines.join("\n"),
           );
           proxy.restore();
-          const { stored, duplicates } = await rows(db.sql);
+          const { rows: stored, duplicates } = await countAndDuplicates(db.sql);
           assert.ok(dropped > 0);
           assert.equal(stored - 100 + dropped, sim.stats().price_events_sent);
           assert.equal(duplicates, 0);

@@ -11,31 +11,11 @@ import { IngestProcess, until } from "./_support/ingest_process.ts";
 import { startProxy } from "./_support/proxy.ts";
 import { withSimulator } from "./_support/sim.ts";
 import { databaseUrl } from "./_support/url.ts";
-
-async function rowsBySymbol(sql: Sql): Promise<Record<string, number>> {
-  const rows = await sql<{ symbol: string; n: number }[]>`
-    SELECT symbol, count(*)::int AS n FROM crypto_ticks GROUP BY symbol`;
-  return Object.fromEntries(rows.map((r) => [r.symbol, r.n]));
-}
+import { duplicates, insertedInOrder, rowsBySymbol } from "./_support/rows.ts";
 
 async function stored(sql: Sql): Promise<number> {
   const [row] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM crypto_ticks`;
   return row!.n;
-}
-
-async function duplicates(sql: Sql): Promise<number> {
-  const [row] = await sql<{ n: number }[]>`
-    SELECT (count(*) - count(DISTINCT (symbol, seq)))::int AS n FROM crypto_ticks`;
-  return row!.n;
-}
-
-/** Rows of each symbol were inserted in seq order (physical order of an append-only heap). */
-async function insertedInOrder(sql: Sql): Promise<boolean> {
-  const [r] = await sql<{ bad: number }[]>`
-    SELECT count(*)::int AS bad FROM (
-      SELECT seq < lag(seq) OVER (PARTITION BY symbol ORDER BY ctid) AS back FROM crypto_ticks
-    ) x WHERE back`;
-  return r!.bad === 0;
 }
 
 function segments(slot: string): string[] {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import postgres, { type Sql } from "postgres";
+import postgres from "postgres";
 import { connect } from "../lib/db/connection.ts";
 import { startEmbedded, stopEmbedded } from "../lib/db/embedded.ts";
 import { migrate } from "../lib/db/migrations.ts";
@@ -9,26 +9,10 @@ import { TickSequencer } from "../lib/pipeline/sequencer.ts";
 import { checkPriceFields, type PriceFields, validateTick } from "../lib/pipeline/tick.ts";
 import { createTestDatabase } from "./_support/db.ts";
 import { makeTicks } from "./_support/ticks.ts";
+import { countAndDuplicates, insertedInOrder } from "./_support/rows.ts";
 
 async function tempDir(prefix: string): Promise<string> {
   return await Deno.makeTempDir({ prefix });
-}
-
-async function countAndDuplicates(sql: Sql): Promise<{ rows: number; duplicates: number }> {
-  const [r] = await sql<{ rows: number; duplicates: number }[]>`
-    SELECT count(*)::int AS rows,
-           (count(*) - count(DISTINCT (symbol, seq)))::int AS duplicates
-    FROM crypto_ticks`;
-  return r!;
-}
-
-/** Rows of each symbol were inserted in seq order (physical order of an append-only heap). */
-async function insertedInOrder(sql: Sql): Promise<boolean> {
-  const [r] = await sql<{ bad: number }[]>`
-    SELECT count(*)::int AS bad FROM (
-      SELECT seq < lag(seq) OVER (PARTITION BY symbol ORDER BY ctid) AS back FROM crypto_ticks
-    ) x WHERE back`;
-  return r!.bad === 0;
 }
 
 Deno.test("validateTick rejects malformed ticks and converts millisecond timestamps", () => {

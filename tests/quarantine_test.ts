@@ -5,8 +5,6 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Sql } from "postgres";
-import { type IngestSummary, runIngest } from "../lib/ingest.ts";
 import { newBatch } from "../lib/pipeline/batch.ts";
 import { Delivery } from "../lib/pipeline/delivery.ts";
 import {
@@ -18,30 +16,11 @@ import { TickWriter } from "../lib/pipeline/writer.ts";
 import quarantineSql from "../sql/005_quarantine.sql" with { type: "text" };
 import { createTestDatabase } from "./_support/db.ts";
 import { runDeno, taskPermissions } from "./_support/run.ts";
-import { captureLogger, TEST_KEY, waitFor, withSimulator } from "./_support/sim.ts";
+import { startIngest } from "./_support/ingest.ts";
+import { captureLogger, waitFor, withSimulator } from "./_support/sim.ts";
 import { makeRows } from "./_support/ticks.ts";
 import { databaseUrl } from "./_support/url.ts";
-
-async function rowsBySymbol(sql: Sql): Promise<Record<string, number>> {
-  const rows = await sql<{ symbol: string; n: number }[]>`
-    SELECT symbol, count(*)::int AS n FROM crypto_ticks GROUP BY symbol`;
-  return Object.fromEntries(rows.map((r) => [r.symbol, r.n]));
-}
-
-async function duplicates(sql: Sql): Promise<number> {
-  const [row] = await sql<{ n: number }[]>`
-    SELECT (count(*) - count(DISTINCT (symbol, seq)))::int AS n FROM crypto_ticks`;
-  return row!.n;
-}
-
-/** Rows of each symbol were inserted in seq order (physical order of an append-only heap). */
-async function insertedInOrder(sql: Sql): Promise<boolean> {
-  const [r] = await sql<{ bad: number }[]>`
-    SELECT count(*)::int AS bad FROM (
-      SELECT seq < lag(seq) OVER (PARTITION BY symbol ORDER BY ctid) AS back FROM crypto_ticks
-    ) x WHERE back`;
-  return r!.bad === 0;
-}
+import { duplicates, insertedInOrder, rowsBySymbol } from "./_support/rows.ts";
 
 Deno.test("A CHECK constraint refusing one symbol quarantines only its rows; replay stores them once", async () => {
   const db = await createTestDatabase();
@@ -51,36 +30,25 @@ Deno.test("A CHECK constraint refusing one symbol quarantines only its rows; rep
     await db.sql`ALTER TABLE crypto_ticks ADD CONSTRAINT no_eth CHECK (symbol <> 'ETH/USD')`;
     await withSimulator({ rate: 600, symbols }, async (sim) => {
       const { logger, lines } = captureLogger();
-      const controller = new AbortController();
-      let last: IngestSummary | undefined;
-      const running = runIngest(db.sql, {
-        twelveData: { apiKey: TEST_KEY, wsUrl: sim.wsUrl, apiUrl: sim.apiUrl },
-        symbols,
-        dataDir,
-        signal: controller.signal,
-        logger,
-        summaryEveryMs: 200,
-        metricsPort: 0,
-        client: { heartbeatMs: 500, watchdogMs: 2_000, backoffBaseMs: 100, backoffCapMs: 1_000 },
-        pipeline: { retryInitialMs: 20, retryMaxMs: 200 },
-        onSummary: (s) => last = s,
-      });
-      await waitFor(() => (last?.pipeline.quarantined ?? 0) >= 300, "300 quarantined", 30_000);
+      const ingest = startIngest(db.sql, sim, { symbols, dataDir, logger, lines });
+      await waitFor(
+        () => (ingest.last()?.pipeline.quarantined ?? 0) >= 300,
+        "300 quarantined",
+        30_000,
+      );
       // Degraded, not failing: nothing is lost, the rows wait in the quarantine.
-      const port = /127\.0\.0\.1:(\d+)\/metrics/.exec(lines.join("\n"))![1];
-      const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+      const health = await fetch(`${ingest.metricsUrl()}/healthz`);
       assert.equal(health.status, 200);
       assert.match(
         await health.text(),
         /^degraded: \d+ rows quarantined \(check_violation no_eth: /,
       );
-      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const metrics = await (await fetch(`${ingest.metricsUrl()}/metrics`)).text();
       assert.match(
         metrics,
         /^tickpipe_ticks_quarantined_by_reason_total\{reason="check_violation no_eth"\} \d+$/m,
       );
-      controller.abort();
-      const summary = await running;
+      const summary = await ingest.stop();
       const sent = sim.stats().by_symbol;
       const stored = await rowsBySymbol(db.sql);
       assert.deepEqual(stored, { "BTC/USD": sent["BTC/USD"], AAPL: sent["AAPL"] });

@@ -4,8 +4,8 @@ import type { Row } from "./sequencer.ts";
 
 /** Why the database refused a row, from the error it returned. */
 export interface Refusal {
-  /** The SQLSTATE, e.g. 23514. */
-  sqlstate: string;
+  /** The SQLSTATE, e.g. 23514 (null for batches set aside whole by earlier versions). */
+  sqlstate: string | null;
   /** The condition name and constraint, e.g. "check_violation no_doge": what counts group by. */
   reason: string;
   constraint: string | null;

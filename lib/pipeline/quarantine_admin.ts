@@ -1,7 +1,13 @@
 import { join } from "node:path";
 import type { Sql } from "postgres";
 import { subBatchId } from "./batch.ts";
-import { insertQuarantine, quarantineDir, type QuarantineRecord, refusalOf } from "./quarantine.ts";
+import {
+  insertQuarantine,
+  quarantineDir,
+  type QuarantineRecord,
+  quarantineRecord,
+  refusalOf,
+} from "./quarantine.ts";
 import { parseChunks } from "./spool_format.ts";
 
 /** Which quarantined rows a command acts on; both optional. */
@@ -77,26 +83,18 @@ export async function importQuarantineFiles(
   for (const path of await filesIn(join(spoolRoot, "failed"), ".tsv")) {
     const text = await Deno.readTextFile(path);
     const message = text.startsWith("# ") ? text.slice(2, text.indexOf("\n")) : "unknown";
+    const refusal = {
+      sqlstate: null,
+      reason: "set_aside_whole",
+      constraint: null,
+      message,
+      detail: "a whole batch set aside by an earlier version of tickpipe",
+    };
     const records: QuarantineRecord[] = [];
     for (const chunk of parseChunks(text)) {
       for (let i = 0; i < chunk.rows.length; i++) {
-        const row = chunk.rows[i]!;
-        records.push({
-          batch_id: await subBatchId(chunk.id, i, i + 1),
-          time_ms: row.timeMs,
-          symbol: row.symbol,
-          price: row.price,
-          day_volume: row.dayVolume,
-          bid: row.bid,
-          ask: row.ask,
-          volume: row.volume,
-          seq: row.seq,
-          sqlstate: null,
-          reason: "set_aside_whole",
-          constraint_name: null,
-          message,
-          detail: "a whole batch set aside by an earlier version of tickpipe",
-        });
+        const batchId = await subBatchId(chunk.id, i, i + 1);
+        records.push(quarantineRecord({ batchId, row: chunk.rows[i]!, refusal }));
       }
     }
     rows += await insertQuarantine(sql, records);
