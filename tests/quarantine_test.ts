@@ -119,6 +119,7 @@ Deno.test("A refused batch split again (a spool chunk drained twice) writes noth
     const [q] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM tickpipe_quarantine`;
     assert.equal(q!.n, refused);
     assert.equal(delivery.quarantined, refused);
+    assert.deepEqual(delivery.quarantinedByReason(), { "check_violation cheap": refused });
     const [t] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM crypto_ticks`;
     assert.equal(t!.n, 400 - refused);
 

@@ -169,7 +169,7 @@ export class Delivery {
   /** Stores refused rows (retrying while the database is away); false when aborted. */
   async #quarantine(refused: QuarantinedRow[]): Promise<boolean> {
     if (refused.length === 0) return true;
-    let stored: { added: number; file?: string } | undefined;
+    let stored: { added: QuarantinedRow[]; file?: string } | undefined;
     try {
       stored = await this.#retrying(() => quarantine(this.#sql, refused, this.#quarantineDir));
     } catch (error) {
@@ -179,8 +179,9 @@ export class Delivery {
       return true;
     }
     if (!stored) return false;
-    this.quarantined += stored.added;
-    for (const { refusal } of refused) {
+    // Only rows new to the quarantine count: a chunk drained twice was counted the first time.
+    this.quarantined += stored.added.length;
+    for (const { refusal } of stored.added) {
       this.#quarantinedBy.set(refusal.reason, (this.#quarantinedBy.get(refusal.reason) ?? 0) + 1);
     }
     this.lastQuarantineAt = Date.now();

@@ -115,11 +115,14 @@ export function quarantineRecord(item: QuarantinedRow): QuarantineRecord {
 
 /**
  * Inserts records into `tickpipe_quarantine`, in order; a batch id already there is left
- * alone (a spool chunk drained twice). Returns how many were new.
+ * alone (a spool chunk drained twice). Returns the batch ids that were new.
  */
-export async function insertQuarantine(sql: Sql, records: QuarantineRecord[]): Promise<number> {
-  if (records.length === 0) return 0;
-  const inserted = await sql`
+export async function insertQuarantine(
+  sql: Sql,
+  records: QuarantineRecord[],
+): Promise<Set<string>> {
+  if (records.length === 0) return new Set();
+  const inserted = await sql<{ batch_id: string }[]>`
     INSERT INTO tickpipe_quarantine (batch_id, "time", symbol, price, day_volume, bid, ask,
       volume, seq, sqlstate, reason, constraint_name, message, detail)
     SELECT (e->>'batch_id')::uuid,
@@ -131,8 +134,8 @@ export async function insertQuarantine(sql: Sql, records: QuarantineRecord[]): P
     FROM jsonb_array_elements(${JSON.stringify(records)}::text::jsonb) WITH ORDINALITY AS t(e, n)
     ORDER BY n
     ON CONFLICT (batch_id) DO NOTHING
-    RETURNING 1`;
-  return inserted.length;
+    RETURNING batch_id`;
+  return new Set(inserted.map((r) => r.batch_id));
 }
 
 /** Where quarantined rows go when the table cannot take them: `<spool root>/quarantine`. */
@@ -167,7 +170,8 @@ export async function writeQuarantineFile(
 }
 
 /**
- * Stores refused rows: in `tickpipe_quarantine`, or, when the table refuses them too (it is
+ * Stores refused rows, returning those that were new: in `tickpipe_quarantine`, or, when the
+ * table refuses them too (it is
  * missing, a privilege, a value even it cannot hold), in files under `dir`. Throws when the
  * database is away for now (the caller retries), `QuarantineError` when neither works.
  */
@@ -175,14 +179,15 @@ export async function quarantine(
   sql: Sql,
   items: QuarantinedRow[],
   dir: string,
-): Promise<{ added: number; file?: string }> {
+): Promise<{ added: QuarantinedRow[]; file?: string }> {
   const records = items.map(quarantineRecord);
   try {
-    return { added: await insertQuarantine(sql, records) };
+    const added = await insertQuarantine(sql, records);
+    return { added: items.filter((item) => added.has(item.batchId)) };
   } catch (error) {
     if (!isPermanent(error)) throw error;
     try {
-      return { added: records.length, file: await writeQuarantineFile(dir, records) };
+      return { added: items, file: await writeQuarantineFile(dir, records) };
     } catch (fileError) {
       throw new QuarantineError(
         `Cannot quarantine ${records.length} refused rows: ${(error as Error).message}; ` +

@@ -76,7 +76,7 @@ export async function importQuarantineFiles(
     const records = text.split("\n").filter((l) => l.trim() !== "").map((l) =>
       JSON.parse(l) as QuarantineRecord
     );
-    rows += await insertQuarantine(sql, records);
+    rows += (await insertQuarantine(sql, records)).size;
     await Deno.remove(path);
     files++;
   }
@@ -97,7 +97,7 @@ export async function importQuarantineFiles(
         records.push(quarantineRecord({ batchId, row: chunk.rows[i]!, refusal }));
       }
     }
-    rows += await insertQuarantine(sql, records);
+    rows += (await insertQuarantine(sql, records)).size;
     await Deno.remove(path);
     files++;
   }
