@@ -22,3 +22,22 @@ export function syncDirSync(dir: string): void {
     file.close();
   }
 }
+
+/** As `syncDirSync`, without blocking. */
+export async function syncDir(dir: string): Promise<void> {
+  const file = await Deno.open(dir, { read: true });
+  try {
+    await file.syncData();
+  } finally {
+    file.close();
+  }
+}
+
+/** Closes a file, ignoring failure (closed already). */
+export function closeQuietly(file: Deno.FsFile): void {
+  try {
+    file.close();
+  } catch {
+    // Closed already.
+  }
+}

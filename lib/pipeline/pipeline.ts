@@ -278,7 +278,7 @@ export class IngestPipeline {
       await this.#settles(ABORT_WAIT_MS);
     }
     clearInterval(this.#tick);
-    this.#keeper.close();
+    await this.#keeper.close();
     for (const waiter of this.#flushWaiters.splice(0)) {
       waiter.reject(new Error("Cannot flush: the pipeline closed before the database came back"));
     }

@@ -12,14 +12,14 @@ import {
   segmentName,
 } from "./spool_format.ts";
 import { type Segment, SegmentQueue } from "./spool_queue.ts";
-import { removeQuietly, syncDirSync, writeAllSync } from "./files.ts";
+import { closeQuietly, removeQuietly, syncDir, syncDirSync, writeAllSync } from "./files.ts";
 import { errorText, fmt } from "./text.ts";
 
 /** Settings of `Spool.open`. */
 export interface SpoolOptions {
   /** Bound on the spool's total size on disk (default 1 GiB); beyond it `append` refuses. */
   maxBytes?: number;
-  /** A segment is sealed (fsync'd, closed) at this size (default 16 MiB). */
+  /** A segment is sealed (no more appends; read once its turn comes) at this size (16 MiB). */
   segmentBytes?: number;
   /** Rows per chunk; each chunk is written as one batch when drained (default 5000). */
   chunkRows?: number;
@@ -82,6 +82,8 @@ export class Spool {
   #closed = false;
   #dirty = false;
   #newSegment = false;
+  /** Sealed (or abandoned) segments written since the last fsync, open until it is done. */
+  #unsynced: Deno.FsFile[] = [];
   #syncing: Promise<void> | undefined;
   #fault: SpoolFault | undefined;
   #onReturn: (rows: Row[]) => void = () => {};
@@ -252,13 +254,30 @@ export class Spool {
 
   /** fsyncs what was written since the last call (one at a time; a failure sets `fault`). */
   async sync(): Promise<void> {
-    const active = this.#active;
-    if (!this.#dirty || !active || this.#syncing) return;
+    if (this.#syncing) return;
+    const files = this.#unsynced.splice(0);
+    if (this.#dirty && this.#active) files.push(this.#active.file);
+    const newSegment = this.#newSegment;
+    if (files.length === 0 && !newSegment) return;
     this.#dirty = false;
-    this.#syncing = active.file.syncData().then(() => this.#syncDir()).catch((error) => {
-      // A segment sealed meanwhile was fsync'd by the seal.
-      if (this.#active === active) this.#setFault(error);
-    }).finally(() => this.#syncing = undefined);
+    this.#newSegment = false;
+    const sealed = files.filter((f) => f !== this.#active?.file);
+    this.#syncing = (async () => {
+      try {
+        await Promise.all(files.map((f) => f.syncData()));
+        if (newSegment) await syncDir(this.dir);
+      } catch (error) {
+        this.#setFault(error);
+      } finally {
+        for (const file of sealed) closeQuietly(file);
+        this.#syncing = undefined;
+      }
+    })();
+    await this.#syncing;
+  }
+
+  /** Resolves once no fsync is under way (call before `close`). */
+  async settled(): Promise<void> {
     await this.#syncing;
   }
 
@@ -299,6 +318,13 @@ export class Spool {
     if (this.#closed) return;
     this.#queue.close();
     if (this.#active) this.#seal();
+    try {
+      for (const file of this.#unsynced) file.syncDataSync();
+      if (this.#newSegment) syncDirSync(this.dir);
+    } catch (error) {
+      this.#setFault(error);
+    }
+    for (const file of this.#unsynced.splice(0)) closeQuietly(file);
     this.#closed = true;
     if (this.#lock) {
       try {
@@ -328,13 +354,6 @@ export class Spool {
     }
   }
 
-  /** fsyncs the directory once a new segment is in it, so its name survives a power loss. */
-  #syncDir(): void {
-    if (!this.#newSegment) return;
-    this.#newSegment = false;
-    syncDirSync(this.dir);
-  }
-
   /** The owner reports faults (once each, see `fault`); a spool only records them. */
   #setFault(error: unknown): void {
     this.#fault ??= { error: errorText(error), since: Date.now() };
@@ -350,11 +369,9 @@ export class Spool {
     } catch {
       // A torn last line, then: the reader skips it.
     }
-    try {
-      active.file.close();
-    } catch {
-      // Already closed.
-    }
+    // What it holds still wants its fsync.
+    this.#unsynced.push(active.file);
+    this.#dirty = false;
     if (active.rows > 0) this.#queue.push(active);
     else removeQuietly(active.path);
     this.#setFault(error);
@@ -393,19 +410,18 @@ export class Spool {
     this.#fill = at;
   }
 
+  /**
+   * Closes the active segment to appends and queues it for reading. Its fsync is left to
+   * the next `sync` (which closes it), so sealing never blocks on the disk.
+   */
   #seal(): void {
     if (!this.flush()) return;
     const active = this.#active;
     if (!active) return;
     this.#active = undefined;
     this.#chunkFill = 0;
-    try {
-      active.file.syncSync();
-      this.#syncDir();
-    } catch (error) {
-      this.#setFault(error);
-    }
-    active.file.close();
+    if (this.#dirty) this.#unsynced.push(active.file);
+    else closeQuietly(active.file);
     this.#dirty = false;
     if (active.rows > 0) this.#queue.push(active);
     else removeQuietly(active.path);

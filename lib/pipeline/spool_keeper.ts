@@ -103,11 +103,12 @@ export class SpoolKeeper {
    * At shutdown: what memory still holds goes to the spool, after its rows; the spool is
    * closed (lock released). What cannot be kept is counted in `lostAtClose` and logged.
    */
-  close(): void {
+  async close(): Promise<void> {
     this.#closed = true;
     this.#persistMemory();
     const spool = this.spool;
     if (!spool) return;
+    await spool.settled();
     spool.close();
     // Rows of a final write that failed came back to memory: nowhere left to keep them.
     this.#lose(this.#batcher.takeAll().reduce((n, b) => n + b.rows.length, 0));
