@@ -59,7 +59,10 @@ export function summaryLine(s: IngestSummary): string {
     `${fmt(p.dropped)} dropped`,
     `${fmt(p.rejected + s.client.malformed)} rejected`,
   ];
-  if (p.quarantined > 0) parts.push(`${fmt(p.quarantined)} quarantined`);
+  if (p.quarantined > 0) {
+    const reasons = Object.entries(p.quarantinedByReason).map(([r, n]) => `${r}: ${fmt(n)}`);
+    parts.push(`${fmt(p.quarantined)} quarantined (${reasons.join(", ")})`);
+  }
   if (p.lostInCrash > 0) parts.push(`${fmt(p.lostInCrash)} lost in a crash`);
   if (p.spoolFault) parts.push(`spool unwritable (${p.spoolFault.error})`);
   if (p.latencyP99Ms !== undefined) {

@@ -67,7 +67,10 @@ Deno.test("A CHECK constraint refusing one symbol quarantines only its rows; rep
       assert.ok(
         lines.some((l) => /The database refused [\d,]+ ticks \(check_violation no_eth/.test(l)),
       );
-      assert.match(lines.find((l) => l.includes("Stopped: "))!, /[\d,]+ quarantined/);
+      assert.match(
+        lines.find((l) => l.includes("Stopped: "))!,
+        /[\d,]+ quarantined \(check_violation no_eth: [\d,]+\)/,
+      );
 
       // Still refused: replay keeps them, with one more attempt each.
       const env = { DATABASE_URL: databaseUrl(db.config), TICKPIPE_DATA_DIR: dataDir };
