@@ -118,6 +118,7 @@ export class IngestPipeline {
   #loop: Promise<void> | undefined;
   #tick: ReturnType<typeof setInterval> | undefined;
   #closing = false;
+  #closed: Promise<void> | undefined;
   #received = 0;
   #accepted = 0;
   #doneRows = 0;
@@ -268,11 +269,15 @@ export class IngestPipeline {
    * spool for the next start (counted as dropped when it cannot), and closes the spool.
    * Bounded: never longer than `timeoutMs` plus 2 s. Does not close `sql`.
    */
-  async close(options: { timeoutMs?: number } = {}): Promise<void> {
-    if (this.#closing) return await this.#loop;
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
+    this.#closed ??= this.#close(options.timeoutMs ?? 10_000);
+    return this.#closed;
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
     this.#closing = true;
     this.#batcher.close();
-    const drain = this.#delivery.failingSince !== undefined ? 0 : options.timeoutMs ?? 10_000;
+    const drain = this.#delivery.failingSince !== undefined ? 0 : timeoutMs;
     if (!(await this.#settles(drain))) {
       this.#delivery.abort();
       await this.#settles(ABORT_WAIT_MS);
@@ -356,6 +361,7 @@ export class IngestPipeline {
         await this.#writeAll();
         return;
       } catch (error) {
+        if (this.#closing) return;
         this.#logger.error(`The write loop failed: ${errorText(error)}; going on in 1 s`);
         this.#batcher.requeueInFlight();
         await new Promise((resolve) => setTimeout(resolve, 1000));
