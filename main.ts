@@ -40,6 +40,10 @@ export const COMMANDS: Record<string, { load: () => Promise<Task>; summary: stri
     load: () => import("./tasks/refresh.ts"),
     summary: "refresh the candle aggregates over a window",
   },
+  quarantine: {
+    load: () => import("./tasks/quarantine.ts"),
+    summary: "list, replay or discard the ticks the database refused",
+  },
 };
 
 const USAGE = () =>

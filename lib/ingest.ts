@@ -85,6 +85,12 @@ export function summaryLine(s: IngestSummary): string {
     `${fmt(p.dropped)} dropped`,
     `${fmt(p.rejected + s.client.malformed)} rejected`,
   ];
+  if (p.quarantined > 0) {
+    const reasons = Object.entries(p.quarantinedByReason).map(([r, n]) => `${r}: ${fmt(n)}`);
+    parts.push(`${fmt(p.quarantined)} quarantined (${reasons.join(", ")})`);
+  }
+  if (p.lostInCrash > 0) parts.push(`${fmt(p.lostInCrash)} lost in a crash`);
+  if (p.spoolFault) parts.push(`spool unwritable (${p.spoolFault.error})`);
   if (p.latencyP99Ms !== undefined) {
     parts.push(`commit p50 ${fmt(p.latencyP50Ms ?? 0)} ms / p99 ${fmt(p.latencyP99Ms)} ms`);
   }
@@ -112,9 +118,28 @@ function metricsOf(s: IngestSummary): Metric[] {
     m("ws_refused_symbols", "gauge", "Symbols the server refused", Object.keys(c.refused).length),
     m("rows_written_total", "counter", "Tick rows committed", p.written),
     m("ticks_rejected_total", "counter", "Ticks rejected as invalid", p.rejected),
-    m("ticks_dropped_total", "counter", "Ticks dropped (memory and spool full)", p.dropped),
+    m(
+      "ticks_dropped_total",
+      "counter",
+      "Ticks dropped (memory full and the spool full or unwritable)",
+      p.dropped,
+    ),
+    m("ticks_quarantined_total", "counter", "Ticks the database refused", p.quarantined),
+    m(
+      "ticks_lost_in_crash_total",
+      "counter",
+      "Spooled ticks found torn or corrupt at start",
+      p.lostInCrash,
+    ),
     m("ticks_pending_memory", "gauge", "Ticks held in memory", p.pendingMemory),
     m("ticks_spooled", "gauge", "Ticks waiting in the on-disk spool", p.spooled),
+    m(
+      "ticks_spool_buffered",
+      "gauge",
+      "Spooled ticks not yet written to the file",
+      p.spoolBuffered,
+    ),
+    m("spool_writable", "gauge", "1 while the spool can be written", p.spoolFault ? 0 : 1),
     m("batches_total", "counter", "Batches committed", p.batches),
     m("write_retries_total", "counter", "Failed batch writes that were retried", p.retries),
     m("commit_latency_p50_ms", "gauge", "Tick receipt to commit, median", p.latencyP50Ms ?? 0),
@@ -150,7 +175,59 @@ function metricsOf(s: IngestSummary): Metric[] {
       labels: { reason },
     });
   }
+  for (const [reason, n] of Object.entries(p.quarantinedByReason)) {
+    metrics.push({
+      name: "tickpipe_ticks_quarantined_by_reason_total",
+      type: "counter",
+      help: "Ticks the database refused, by reason",
+      value: n,
+      labels: { reason },
+    });
+  }
   return metrics;
+}
+
+/**
+ * /healthz: fails while the feed failed, the key is refused, no symbol is subscribed (see
+ * `streamProblem`), the spool cannot be written, ticks were dropped in the last minute, or the
+ * database has failed for over a minute; "degraded" (still 200) while rows were quarantined in
+ * the last 5 minutes; a pure hot standby is healthy.
+ */
+function healthOf(s: IngestSummary, graceMs: number): { ok: boolean; detail: string } {
+  const p = s.pipeline;
+  const now = Date.now();
+  const dbDownS = p.failingSince === undefined ? 0 : (now - p.failingSince) / 1000;
+  if (s.client.state === "failed") return { ok: false, detail: "twelve data: failed" };
+  // A hot standby subscribes to nothing until it takes a lease over: it is healthy.
+  const standby = s.leases !== undefined && s.leases.owned === 0 && s.leases.standby > 0
+    ? s.leases.standby
+    : 0;
+  const problem = streamProblem(s.client, now, graceMs, { expectSymbols: standby === 0 });
+  if (problem) return { ok: false, detail: problem };
+  if (p.spoolFault) {
+    return {
+      ok: false,
+      detail: `spool unwritable for ${
+        Math.round((now - p.spoolFault.since) / 1000)
+      } s (${p.spoolFault.error}): memory-only, ${p.dropped} ticks dropped`,
+    };
+  }
+  if (p.lastDropAt !== undefined && now - p.lastDropAt < 60_000) {
+    return { ok: false, detail: `dropping ticks: ${p.dropped} dropped (memory and spool full)` };
+  }
+  if (dbDownS > 60) return { ok: false, detail: `database failing for ${Math.round(dbDownS)} s` };
+  if (standby > 0) return { ok: true, detail: `standby for ${standby} symbols` };
+  const ok = `websocket ${s.client.state}, ${p.written} rows written`;
+  if (p.lastQuarantineAt !== undefined && now - p.lastQuarantineAt < 300_000) {
+    const reasons = Object.entries(p.quarantinedByReason).map(([r, n]) => `${r}: ${n}`);
+    return {
+      ok: true,
+      detail: `degraded: ${p.quarantined} rows quarantined (${
+        reasons.join(", ")
+      }; deno task quarantine list); ${ok}`,
+    };
+  }
+  return { ok: true, detail: `ok: ${ok}` };
 }
 
 /** Fails with a clear line when the schema has not been set up (a write could never succeed). */
@@ -264,30 +341,7 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
     if (options.metricsPort !== undefined) {
       metrics = serveMetrics(options.metricsPort, {
         collect: () => metricsOf(snapshot()),
-        healthy: () => {
-          const s = snapshot();
-          const dbDownS = s.pipeline.failingSince === undefined
-            ? 0
-            : (Date.now() - s.pipeline.failingSince) / 1000;
-          if (s.client.state === "failed") return { ok: false, detail: "twelve data: failed" };
-          const standbyOnly = s.leases !== undefined && s.leases.owned === 0 &&
-            s.leases.standby > 0;
-          const problem = streamProblem(s.client, Date.now(), options.healthGraceMs ?? 60_000, {
-            expectSymbols: !standbyOnly,
-          });
-          if (problem) return { ok: false, detail: problem };
-          if (dbDownS > 60) {
-            return { ok: false, detail: `database failing for ${Math.round(dbDownS)} s` };
-          }
-          if (standbyOnly) {
-            // A hot standby is healthy: it takes over when the holder stops.
-            return { ok: true, detail: `standby for ${s.leases!.standby} symbols` };
-          }
-          return {
-            ok: true,
-            detail: `ok: websocket ${s.client.state}, ${s.pipeline.written} rows written`,
-          };
-        },
+        healthy: () => healthOf(snapshot(), options.healthGraceMs ?? 60_000),
       });
       logger.info(`Serving metrics on http://127.0.0.1:${metrics.port}/metrics and /healthz`);
     }

@@ -62,7 +62,7 @@ Deno.test("Batcher signals backpressure at highWater and ready() resolves when r
   batcher.close();
 });
 
-Deno.test("Batcher overflows to the spool past memoryCap, drains memory first, then the spool, then returns to memory", async () => {
+Deno.test("Batcher moves memory to the spool at memoryCap and hands out the spool first, in order", async () => {
   const dir = await tempDir();
   const spool = await Spool.open(dir, { chunkRows: 3 });
   const batcher = new Batcher({ maxBatch: 2, maxWaitMs: 60_000, memoryCap: 4, spool });
@@ -72,17 +72,20 @@ Deno.test("Batcher overflows to the spool past memoryCap, drains memory first, t
   assert.deepEqual(results.filter((r) => r === "spooled").length, 6);
   assert.equal(batcher.spooling, true);
   assert.equal(batcher.full, true);
-  assert.equal(spool.rows, 6);
+  // The two memory batches went to the spool ahead of the rows that followed them.
+  assert.equal(batcher.held, 0);
+  assert.equal(spool.rows, 10);
   const out = [];
-  const sources = [];
+  const sizes = [];
   while (out.length < 10) {
     const batch = (await batcher.next())!;
+    assert.equal(batch.spooled, true);
     out.push(...batch.rows.map((r) => r.seq));
-    sources.push(batch.spooled ? "spool" : "memory");
+    sizes.push(batch.rows.length);
     await batcher.done(batch);
   }
   assert.deepEqual(out, rows.map((r) => r.seq));
-  assert.deepEqual(sources, ["memory", "memory", "spool", "spool"]);
+  assert.deepEqual(sizes, [2, 2, 3, 3]);
   // Empty spool: the next row goes to memory again.
   const more = makeRows(11).slice(10);
   batcher.close();
@@ -92,6 +95,38 @@ Deno.test("Batcher overflows to the spool past memoryCap, drains memory first, t
   assert.throws(() => batcher.push(more[0]!), TypeError);
   spool.close();
   assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), []);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("Batcher spills the batch being written as a copy under its id, then hands out its spool copy", async () => {
+  const dir = await tempDir();
+  const spool = await Spool.open(dir, { chunkRows: 100 });
+  const batcher = new Batcher({ maxBatch: 2, maxWaitMs: 60_000, spool });
+  const rows = makeRows(5);
+  for (const row of rows) batcher.push(row);
+  const inFlight = (await batcher.next())!;
+  assert.equal(batcher.oldestBornAt(), inFlight.bornAt);
+  assert.equal(batcher.spill(), true);
+  assert.equal(inFlight.spilled, true);
+  assert.equal(batcher.held, 0);
+  assert.equal(batcher.oldestBornAt(), undefined);
+  assert.equal(spool.rows, 5);
+  assert.equal(batcher.push(makeRows(6)[5]!), "spooled");
+  // Its write failed: the spool copy, same id, comes first, then the rest in order.
+  batcher.abandon(inFlight);
+  const ids = [];
+  const out = [];
+  for (let i = 0; i < 4; i++) {
+    const batch = (await batcher.next())!;
+    ids.push(batch.id);
+    out.push(...batch.rows.map((r) => r.seq));
+    await batcher.done(batch);
+  }
+  assert.equal(ids[0], inFlight.id);
+  assert.deepEqual(out, makeRows(6).map((r) => r.seq));
+  batcher.close();
+  assert.equal(await batcher.next(), undefined);
+  spool.close();
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -118,10 +153,13 @@ Deno.test("Batcher drops (and counts) only when memory and spool are both full",
   const batcher = new Batcher({ maxBatch: 100, maxWaitMs: 60_000, memoryCap: 3, spool });
   const results = makeRows(20).map((row) => batcher.push(row));
   const count = (kind: string) => results.filter((r) => r === kind).length;
-  assert.equal(count("queued"), 3);
-  assert.ok(count("spooled") >= 3, `spooled ${count("spooled")}`);
+  assert.ok(count("queued") >= 3, `queued ${count("queued")}`);
+  assert.ok(count("spooled") > 0, `spooled ${count("spooled")}`);
   assert.ok(count("dropped") > 0);
+  assert.equal(count("queued") + count("spooled") + count("dropped"), 20);
   assert.equal(batcher.dropped, count("dropped"));
+  assert.ok(batcher.held <= 3);
+  assert.equal(batcher.held + spool.rows, 20 - count("dropped"));
   assert.ok(spool.bytes <= 400);
   batcher.close();
   spool.close();

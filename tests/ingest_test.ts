@@ -4,7 +4,6 @@
  * ground truth: every tick it counted as sent must be a row, exactly once.
  */
 import assert from "node:assert/strict";
-import type { Sql } from "postgres";
 import { Logger } from "../lib/log.ts";
 import { type IngestSummary, runIngest } from "../lib/ingest.ts";
 import type { SimulatorHandle } from "../lib/simulator/mod.ts";
@@ -12,6 +11,7 @@ import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
 import { TEST_KEY, withSimulator } from "./_support/sim.ts";
 import { runDeno, taskPermissions } from "./_support/run.ts";
 import { databaseUrl } from "./_support/url.ts";
+import { duplicates, rowsBySymbol } from "./_support/rows.ts";
 
 const CLIENT = { heartbeatMs: 500, watchdogMs: 2_000, backoffBaseMs: 100, backoffCapMs: 1_000 };
 
@@ -32,18 +32,6 @@ async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 60
 async function taskDataDir(prefix: string): Promise<string> {
   await Deno.mkdir(".data", { recursive: true });
   return await Deno.makeTempDir({ dir: ".data", prefix });
-}
-
-async function rowsBySymbol(sql: Sql): Promise<Record<string, number>> {
-  const rows = await sql<{ symbol: string; n: number }[]>`
-    SELECT symbol, count(*)::int AS n FROM crypto_ticks GROUP BY symbol`;
-  return Object.fromEntries(rows.map((r) => [r.symbol, r.n]));
-}
-
-async function duplicates(sql: Sql): Promise<number> {
-  const [row] = await sql<{ n: number }[]>`
-    SELECT (count(*) - count(DISTINCT (symbol, seq)))::int AS n FROM crypto_ticks`;
-  return row!.n;
 }
 
 /** Runs ingest against `sim` until `during` returns, then stops it gracefully. */
@@ -317,7 +305,7 @@ Deno.test("demo runs setup, ingests from the simulator and prints candles, all r
     );
     assert.match(
       result.stdout,
-      /Schema created \(ticks, ingest_batches, candles, external_writes, ingest_leases[,)]/,
+      /Schema created \(ticks, ingest_batches, candles, external_writes, quarantine, ingest_leases[,)]/,
     );
     const [, sent, written] =
       /The simulator sent (\d+) ticks; (\d+) rows were written\./.exec(result.stdout) ?? [];

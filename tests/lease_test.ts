@@ -290,7 +290,7 @@ async function withProxiedDatabase(
   fn: (db: TestDatabase, proxy: Proxy) => Promise<void>,
 ): Promise<void> {
   const db = await createTestDatabase();
-  const proxy = startProxy({ hostname: db.config.host, port: db.config.port });
+  const proxy = startProxy(db.config);
   try {
     await fn(db, proxy);
   } finally {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Row } from "../lib/pipeline/sequencer.ts";
 import { Spool } from "../lib/pipeline/spool.ts";
+import { acquireSlot, adoptOrphans, openSlotSpool } from "../lib/pipeline/spool_slot.ts";
 import { makeRows } from "./_support/ticks.ts";
 
 function strip(rows: Row[]) {
@@ -79,6 +80,7 @@ Deno.test("Spool skips a torn last line left by a crash mid-write", async () => 
     await Deno.writeTextFile(join(dir, entry!.name), "1700000000000\tBTC/US", { append: true });
     const again = await Spool.open(dir);
     assert.equal(again.rows, 3);
+    assert.equal(again.lostInCrash, 1, "the torn line is counted as lost in a crash");
     const { rows: drained } = await drain(again);
     assert.deepEqual(strip(drained), strip(rows));
     again.close();
@@ -123,5 +125,93 @@ Deno.test("Spool drains a large segment one chunk at a time, holding only that c
     again.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Spool buffers appends, writes them out on flush and fsyncs on sync", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tickpipe-spool-" });
+  try {
+    const spool = await Spool.open(dir);
+    const size = () =>
+      [...Deno.readDirSync(dir)].filter((e) => e.name.startsWith("seg-"))
+        .reduce((n, e) => n + Deno.statSync(join(dir, e.name)).size, 0);
+    for (const row of makeRows(10)) spool.append(row);
+    assert.equal(spool.buffered, 10);
+    assert.equal(size(), 0);
+    assert.equal(spool.flush(), true);
+    assert.equal(spool.buffered, 0);
+    assert.equal(size(), spool.bytes);
+    await spool.sync();
+    spool.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Spool: a failed write cuts the file back to whole lines and hands the rows back", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tickpipe-spool-" });
+  try {
+    let failing = false;
+    const spool = await Spool.open(dir, {
+      beforeWrite: () => {
+        if (failing) throw new Error("No space left on device (os error 28)");
+      },
+    });
+    const returned: Row[] = [];
+    spool.onReturn((rows) => returned.push(...rows));
+    const rows = makeRows(20);
+    for (const row of rows.slice(0, 10)) spool.append(row);
+    assert.equal(spool.flush(), true);
+    for (const row of rows.slice(10)) spool.append(row);
+    failing = true;
+    assert.equal(spool.flush(), false);
+    assert.equal(spool.fault?.error, "No space left on device (os error 28)");
+    assert.deepEqual(strip(returned), strip(rows.slice(10)));
+    assert.equal(spool.rows, 10);
+    assert.equal(spool.append(rows[0]!), false, "nothing is appended while it fails");
+    assert.equal(spool.appendBatch({ id: crypto.randomUUID(), rows, spooled: false }), false);
+    assert.equal(spool.probe(), false);
+    failing = false;
+    assert.equal(spool.probe(), true);
+    assert.equal(spool.fault, undefined);
+    const { rows: drained } = await drain(spool);
+    assert.deepEqual(strip(drained), strip(rows.slice(0, 10)));
+    spool.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Spool slots: one process per slot, and a free slot's leftovers are adopted", async () => {
+  const root = await Deno.makeTempDir({ prefix: "tickpipe-slots-" });
+  try {
+    // A flat spool of the layout before slots, and slot 1 left by a process that died.
+    const legacy = await Spool.open(root);
+    for (const row of makeRows(3)) legacy.append(row);
+    legacy.close();
+    const dead = await Spool.open(join(root, "1"));
+    const deadRows = makeRows(5, { offset: 3 });
+    for (const row of deadRows) dead.append(row);
+    dead.close();
+
+    const first = await openSlotSpool(root);
+    assert.equal(first.dir, join(root, "0"));
+    assert.equal(first.rows, 8, "adopted the flat spool and slot 1");
+    // Slot 0 is held: the next process gets slot 1, now empty.
+    const second = await openSlotSpool(root);
+    assert.equal(second.dir, join(root, "1"));
+    assert.equal(second.rows, 0);
+    // A held slot is not adopted.
+    for (const row of makeRows(2, { offset: 8 })) second.append(row);
+    second.close();
+    const third = await acquireSlot(root);
+    assert.equal(third.index, 1);
+    assert.equal(await adoptOrphans(root, third), 0, "slot 0 is held");
+    third.lock.close();
+    const { rows: drained } = await drain(first);
+    assert.deepEqual(strip(drained), strip([...makeRows(3), ...deadRows]));
+    first.close();
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 });

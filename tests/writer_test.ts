@@ -165,14 +165,20 @@ Deno.test("Writing a batch that already landed changes nothing", async () => {
     const writer = new TickWriter(db.sql, { method: "copy" });
     const batch = newBatch(makeRows(100));
     assert.equal(await writer.write(batch), "written");
-    assert.equal(await writer.landed(batch.id), true);
+    assert.equal(await writer.committedRows(batch.id), 100);
     assert.equal(await writer.write(batch), "landed");
     assert.equal(await new TickWriter(db.sql, { method: "unnest" }).write(batch), "landed");
     const [c] = await db.sql`SELECT count(*)::int AS n FROM crypto_ticks`;
     assert.equal(c!.n, 100);
-    assert.equal(await writer.landed(crypto.randomUUID()), false);
+    assert.equal(await writer.committedRows(crypto.randomUUID()), undefined);
+    // A split mark is 0 rows under the batch's id; it does not replace a committed batch.
+    const split = crypto.randomUUID();
+    assert.equal(await writer.markSplit(split), 0);
+    assert.equal(await writer.markSplit(split), 0);
+    assert.equal(await writer.committedRows(split), 0);
+    assert.equal(await writer.markSplit(batch.id), 100);
     await db.sql`UPDATE tickpipe_batches SET committed_at = now() - interval '8 days'`;
-    assert.equal(await writer.prune(), 1);
+    assert.equal(await writer.prune(), 2);
   } finally {
     await db.drop();
   }

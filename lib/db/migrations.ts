@@ -15,6 +15,7 @@ import candlesCompression from "../../sql/003_candles_columnstore.timescaledb_le
   type: "text",
 };
 import externalWrites from "../../sql/004_external_writes.sql" with { type: "text" };
+import quarantine from "../../sql/005_quarantine.sql" with { type: "text" };
 import ingestLeases from "../../sql/006_ingest_leases.sql" with { type: "text" };
 
 /** One numbered schema change, with its SQL for each mode. */
@@ -52,6 +53,7 @@ export const MIGRATIONS: Migration[] = [
   },
   // Rows written by other tools (the tutorial's four columns) get their seq from a trigger.
   { version: 4, name: "external_writes", portable: externalWrites, timescaledb: externalWrites },
+  { version: 5, name: "quarantine", portable: quarantine, timescaledb: quarantine },
   // A plain table in both modes: a handful of rows per symbol, no time-series features.
   { version: 6, name: "ingest_leases", portable: ingestLeases, timescaledb: ingestLeases },
 ];

@@ -6,9 +6,37 @@ export interface Batch {
   rows: Row[];
   /** True when read back from the on-disk spool. */
   spooled: boolean;
+  /** When its first row arrived (`performance.now()`), for memory batches. */
+  bornAt?: number;
+  /**
+   * True for a memory batch also written to the spool while it was being written to the
+   * database: the spool's copy (same id) is what counts; this one is only a cache.
+   */
+  spilled?: boolean;
 }
 
 /** A new batch with a fresh id. */
-export function newBatch(rows: Row[], spooled = false): Batch {
-  return { id: crypto.randomUUID(), rows, spooled };
+export function newBatch(rows: Row[], bornAt?: number): Batch {
+  return { id: crypto.randomUUID(), rows, spooled: false, bornAt };
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * The id of rows `start`..`end` (exclusive) of batch `parentId`: a UUID (version 8, from
+ * SHA-256) that depends only on those three values, so splitting the same batch again (a
+ * spool chunk drained twice) gives the same ids and `tickpipe_batches` recognises them.
+ */
+export async function subBatchId(parentId: string, start: number, end: number): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    encoder.encode(`${parentId}:${start}-${end}`),
+  );
+  const b = new Uint8Array(digest).slice(0, 16);
+  b[6] = (b[6]! & 0x0f) | 0x80;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const hex = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${
+    hex.slice(20)
+  }`;
 }

@@ -3,8 +3,12 @@ import type { Sql } from "postgres";
 import { type Logger, silentLogger } from "../log.ts";
 import type { Batch } from "./batch.ts";
 import { Batcher, BATCHER_DEFAULTS, type PushResult } from "./batcher.ts";
+import { Delivery } from "./delivery.ts";
+import { LatencySampler } from "./latency.ts";
+import { quarantineDir } from "./quarantine.ts";
 import { type SeedRow, seedState, TickSequencer } from "./sequencer.ts";
-import { Spool } from "./spool.ts";
+import type { SpoolFault } from "./spool.ts";
+import { SpoolKeeper } from "./spool_keeper.ts";
 import {
   checkPriceFields,
   type PriceFields,
@@ -13,10 +17,11 @@ import {
   validateTick,
 } from "./tick.ts";
 import { TickWriter, type WriteMethod } from "./writer.ts";
+import { errorText, fmt } from "./text.ts";
 
 /** Settings of `IngestPipeline.open`. */
 export interface PipelineOptions {
-  /** The spool lives in `<dataDir>/spool`. */
+  /** The spool lives in a slot of `<dataDir>/spool` (see docs/durability.md). */
   dataDir: string;
   /** Default "unnest" (see `WriterOptions.method`). */
   method?: WriteMethod;
@@ -26,12 +31,18 @@ export interface PipelineOptions {
   maxWaitMs?: number;
   /** Rows in memory at which `full` turns true (default 20,000). */
   highWater?: number;
-  /** Rows in memory beyond which ticks go to the spool (default 50,000). */
+  /** Rows in memory beyond which ticks go to the spool, or are dropped without one (50,000). */
   memoryCap?: number;
+  /** Rows waiting in memory longer than this (ms) go to the spool (default 900). */
+  spoolAfterMs?: number;
+  /** The spool's writes are fsync'd at this interval, in ms (default 500). */
+  spoolSyncMs?: number;
   /** Bound on the spool's size on disk (default 1 GiB). */
   spoolMaxBytes?: number;
   /** Spool segment size (default 16 MiB). */
   spoolSegmentBytes?: number;
+  /** See `SpoolOptions.beforeWrite` (tests, where no small filesystem can be mounted). */
+  beforeSpoolWrite?: () => void;
   /** First retry delay in ms (default 250); doubles per attempt up to `retryMaxMs`. */
   retryInitialMs?: number;
   /** Longest retry delay in ms (default 30,000). */
@@ -53,12 +64,21 @@ export interface PipelineStats {
   written: number;
   /** Rows held in memory (forming, queued, being written). */
   pendingMemory: number;
-  /** Rows waiting in the on-disk spool. */
+  /** Rows waiting in the on-disk spool (`spoolBuffered` of them not yet written to it). */
   spooled: number;
-  /** Rows dropped because memory and spool were both full. */
+  spoolBuffered: number;
+  /** Rows dropped: memory full and the spool full or unwritable, or lost at shutdown. */
   dropped: number;
-  /** Rows the database refused as invalid, set aside under `<dataDir>/spool/failed/`. */
+  /** When a row was last dropped (epoch ms). */
+  lastDropAt: number | undefined;
+  /** Rows the database refused, set aside in `tickpipe_quarantine` (or files). */
   quarantined: number;
+  quarantinedByReason: Record<string, number>;
+  lastQuarantineAt: number | undefined;
+  /** Spooled rows lost in a crash (torn or corrupt lines found at start, unreadable files). */
+  lostInCrash: number;
+  /** Why the spool cannot be written, while it cannot (the pipeline keeps rows in memory). */
+  spoolFault: SpoolFault | undefined;
   /** Batches committed. */
   batches: number;
   /** Failed write attempts that were retried. */
@@ -73,93 +93,84 @@ export interface PipelineStats {
   latencyP99Ms: number | undefined;
 }
 
-const LATENCY_SAMPLES = 8192;
-const SAMPLES_PER_BATCH = 32;
-const PRUNE_EVERY_MS = 3600_000;
-
-/** SQLSTATE classes 22 (data exception) and 23 (constraint): retrying cannot succeed. */
-function isDataError(error: unknown): boolean {
-  const code = (error as { code?: unknown })?.code;
-  return typeof code === "string" && /^2[23][0-9A-Z]{3}$/.test(code);
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-const fmt = (n: number) => n.toLocaleString("en-US");
+/** The housekeeping period: spool writes, the age check, fsync and probes run on it. */
+const TICK_MS = 50;
+/** How long a stop waits for a write stuck on a dead connection once it gave up. */
+const ABORT_WAIT_MS = 2000;
 
 /**
- * The ingest pipeline: validated ticks in, rows in PostgreSQL out, exactly once, nothing
- * lost while the database is away. `push` is synchronous and cheap: it assigns seq and
- * volume (once, in arrival order) and hands the row to the `Batcher`; one loop writes
- * batches with the `TickWriter`, retrying with capped exponential backoff and jitter, and
- * checking `tickpipe_batches` before each retry so a COMMIT whose outcome was lost is never
- * repeated. Beyond the memory cap ticks go to the spool under `<dataDir>/spool`, which is
+ * The ingest pipeline: validated ticks in, rows in PostgreSQL out, exactly once, at most
+ * the last second of ticks at risk (docs/durability.md). `push` is synchronous and cheap: it
+ * assigns seq and volume (once, in arrival order) and hands the row to the `Batcher`; one
+ * loop writes batches through `Delivery`. Rows that wait in memory longer than
+ * `spoolAfterMs`, past `memoryCap`, or while the database fails, go to this process's spool
+ * slot under `<dataDir>/spool`, written within 50 ms and fsync'd every `spoolSyncMs`; it is
  * drained in order when the database is back, and first thing on the next start.
  */
 export class IngestPipeline {
   #logger: Logger;
   #sequencer: TickSequencer;
-  #spool: Spool;
+  #keeper: SpoolKeeper;
   #batcher: Batcher;
-  #writer: TickWriter;
+  #delivery: Delivery;
+  #spoolAfterMs: number;
   #rejects = new RejectCounter();
-  #retryInitialMs: number;
-  #retryMaxMs: number;
   #loop: Promise<void> | undefined;
+  #tick: ReturnType<typeof setInterval> | undefined;
   #closing = false;
-  #abort = false;
-  #sleepTimer: ReturnType<typeof setTimeout> | undefined;
-  #sleepWake: (() => void) | undefined;
+  #closed: Promise<void> | undefined;
   #received = 0;
   #accepted = 0;
   #doneRows = 0;
   #leftoverRows: number;
-  #written = 0;
-  #quarantined = 0;
-  #batches = 0;
-  #retries = 0;
-  #recovered = 0;
-  #lastError: string | undefined;
-  #failingSince: number | undefined;
-  #lastPrune = -Infinity;
-  #latency = new Float64Array(LATENCY_SAMPLES);
-  #latencyCount = 0;
-  #unwritten: Batch[] = [];
+  #latency = new LatencySampler();
+  /** Spilled batches committed from memory: their spool copies are acknowledged unwritten. */
+  #committedSpilled = new Set<string>();
   #flushWaiters: { target: number; resolve: () => void; reject: (e: Error) => void }[] = [];
 
-  private constructor(
-    sql: Sql,
-    options: PipelineOptions,
-    parts: { sequencer: TickSequencer; spool: Spool },
-  ) {
+  private constructor(sql: Sql, options: PipelineOptions, sequencer: TickSequencer) {
     this.#logger = options.logger ?? silentLogger;
-    this.#sequencer = parts.sequencer;
-    this.#spool = parts.spool;
-    this.#leftoverRows = parts.spool.rows;
-    this.#retryInitialMs = options.retryInitialMs ?? 250;
-    this.#retryMaxMs = options.retryMaxMs ?? 30_000;
+    this.#spoolAfterMs = options.spoolAfterMs ?? 900;
+    this.#sequencer = sequencer;
+    const spoolRoot = join(options.dataDir, "spool");
+    this.#leftoverRows = 0;
     this.#batcher = new Batcher({
       maxBatch: options.maxBatch,
       maxWaitMs: options.maxWaitMs,
       highWater: options.highWater,
       memoryCap: options.memoryCap,
-      spool: parts.spool,
       logger: this.#logger,
     });
-    const sequencer = parts.sequencer;
-    this.#writer = new TickWriter(sql, {
+    this.#keeper = new SpoolKeeper(spoolRoot, this.#batcher, {
+      maxBytes: options.spoolMaxBytes,
+      segmentBytes: options.spoolSegmentBytes,
+      chunkRows: options.maxBatch ?? BATCHER_DEFAULTS.maxBatch,
+      syncMs: options.spoolSyncMs,
+      memoryCap: options.memoryCap ?? BATCHER_DEFAULTS.memoryCap,
+      beforeWrite: options.beforeSpoolWrite,
+      onLeftoverRow: (row) => sequencer.observe(row),
+      logger: this.#logger,
+    });
+    const writer = new TickWriter(sql, {
       method: options.method,
       assetName: (symbol) => sequencer.name(symbol),
       afterCommit: options.afterCommit,
     });
+    this.#delivery = new Delivery(sql, writer, {
+      retryInitialMs: options.retryInitialMs,
+      retryMaxMs: options.retryMaxMs,
+      quarantineDir: quarantineDir(spoolRoot),
+      logger: this.#logger,
+      // One failure is often a connection that died, the retry succeeds: spool from two.
+      onFailure: (failures) => failures >= 2 && this.#spill("the database is unreachable"),
+      waiting: () => ({ memory: this.#batcher.held, spooled: this.#keeper.spool?.rows ?? 0 }),
+    });
   }
 
   /**
-   * Opens the spool (taking stock of ticks a previous run left there), seeds seq/volume
-   * state from the database (best effort: while it is unreachable, from the spool alone)
-   * and starts the write loop.
+   * Opens the spool (taking stock of ticks a previous run left there; memory-only, said in
+   * one line, when it cannot be written), seeds seq/volume state from the database (best
+   * effort: while it is unreachable, from the spool alone) and starts the write loop.
    */
   static async open(sql: Sql, options: PipelineOptions): Promise<IngestPipeline> {
     const logger = options.logger ?? silentLogger;
@@ -174,15 +185,10 @@ export class IngestPipeline {
         );
       }
     }
-    const spool = await Spool.open(join(options.dataDir, "spool"), {
-      maxBytes: options.spoolMaxBytes,
-      segmentBytes: options.spoolSegmentBytes,
-      chunkRows: options.maxBatch ?? BATCHER_DEFAULTS.maxBatch,
-      onLeftoverRow: (row) => sequencer.observe(row),
-      logger,
-    });
-    const pipeline = new IngestPipeline(sql, options, { sequencer, spool });
+    const pipeline = new IngestPipeline(sql, options, sequencer);
+    pipeline.#leftoverRows = await pipeline.#keeper.open();
     pipeline.#loop = pipeline.#run();
+    pipeline.#tick = setInterval(() => pipeline.#housekeeping(), TICK_MS);
     return pipeline;
   }
 
@@ -251,7 +257,7 @@ export class IngestPipeline {
 
   /**
    * Resolves once every tick accepted before the call, and any a previous run left in the
-   * spool, is committed (however long that takes).
+   * spool, is committed or quarantined (however long that takes).
    */
   flush(): Promise<void> {
     const target = this.#leftoverRows + this.#accepted;
@@ -266,41 +272,26 @@ export class IngestPipeline {
   }
 
   /**
-   * Writes everything held, then stops. When that takes longer than `timeoutMs` (default
-   * 10 s, e.g. the database is down), what is still in memory goes to the spool, for the
-   * next start. Does not close `sql`.
+   * Writes everything held, then stops: waits up to `timeoutMs` (default 10 s; not at all
+   * while the database is failing), then gives up, persists what is left in memory to the
+   * spool for the next start (counted as dropped when it cannot), and closes the spool.
+   * Bounded: never longer than `timeoutMs` plus 2 s. Does not close `sql`.
    */
-  async close(options: { timeoutMs?: number } = {}): Promise<void> {
-    if (this.#closing) return await this.#loop;
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
+    this.#closed ??= this.#close(options.timeoutMs ?? 10_000);
+    return this.#closed;
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
     this.#closing = true;
     this.#batcher.close();
-    const timeoutMs = options.timeoutMs ?? 10_000;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = await Promise.race([
-      this.#loop!.then(() => false),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
-    ]);
-    clearTimeout(timer);
-    if (timedOut) {
-      this.#abort = true;
-      this.#wakeSleep();
-      await this.#loop;
+    const drain = this.#delivery.failingSince !== undefined ? 0 : timeoutMs;
+    if (!(await this.#settles(drain))) {
+      this.#delivery.abort();
+      await this.#settles(ABORT_WAIT_MS);
     }
-    // Held in memory, so older than anything spooled: they go ahead of it.
-    const unwritten = this.#unwritten.concat(this.#batcher.takeAll()).filter((b) => !b.spooled);
-    const persisted = unwritten.reduce((n, b) => n + b.rows.length, 0);
-    if (!this.#spool.prependBatches(unwritten)) {
-      this.#logger.error(`Cannot persist ${fmt(persisted)} ticks at shutdown: spool full`);
-    }
-    this.#spool.close();
-    if (persisted > 0 || this.#spool.rows > 0) {
-      this.#logger.warn(
-        `Stopped with ${
-          fmt(this.#spool.rows)
-        } ticks in the spool; they are written on the next start`,
-        { dir: this.#spool.dir },
-      );
-    }
+    clearInterval(this.#tick);
+    await this.#keeper.close();
     for (const waiter of this.#flushWaiters.splice(0)) {
       waiter.reject(new Error("Cannot flush: the pipeline closed before the database came back"));
     }
@@ -309,44 +300,105 @@ export class IngestPipeline {
 
   /** A snapshot of the counters. */
   stats(): PipelineStats {
-    const n = Math.min(this.#latencyCount, LATENCY_SAMPLES);
-    let p50: number | undefined;
-    let p99: number | undefined;
-    if (n > 0) {
-      const sorted = this.#latency.slice(0, n).sort();
-      p50 = sorted[Math.floor((n - 1) * 0.5)];
-      p99 = sorted[Math.floor((n - 1) * 0.99)];
-    }
+    const { p50, p99 } = this.#latency.quantiles();
+    const d = this.#delivery;
+    const spool = this.#keeper.spool;
     return {
       received: this.#received,
       rejected: this.#rejects.total,
       rejectedByReason: this.#rejects.byReason(),
-      written: this.#written,
+      written: d.written,
       pendingMemory: this.#batcher.held,
-      spooled: this.#spool.rows,
-      dropped: this.#batcher.dropped,
-      quarantined: this.#quarantined,
-      batches: this.#batches,
-      retries: this.#retries,
-      recovered: this.#recovered,
-      lastError: this.#lastError,
-      failingSince: this.#failingSince,
+      spooled: spool?.rows ?? 0,
+      spoolBuffered: spool?.buffered ?? 0,
+      dropped: this.#batcher.dropped + this.#keeper.lostAtClose + d.lost,
+      lastDropAt: this.#batcher.lastDropAt,
+      quarantined: d.quarantined,
+      quarantinedByReason: d.quarantinedByReason(),
+      lastQuarantineAt: d.lastQuarantineAt,
+      lostInCrash: (spool?.lostInCrash ?? 0) + (spool?.lost ?? 0),
+      spoolFault: this.#keeper.fault,
+      batches: d.batches,
+      retries: d.retries,
+      recovered: d.recovered,
+      lastError: d.lastError,
+      failingSince: d.failingSince,
       latencyP50Ms: p50,
       latencyP99Ms: p99,
     };
   }
 
+  /** Moves what memory holds to the spool (logged once per cause and minute). */
+  #spill(why: string): void {
+    const held = this.#batcher.held;
+    if (!this.#batcher.spill() || held === 0) return;
+    this.#logger.limited(
+      `spill:${why}`,
+      "warn",
+      `Spooling to disk: ${why} (${fmt(held)} ticks held in memory written to the spool)`,
+      { dir: this.#keeper.spool?.dir },
+      { perWindow: 1, windowMs: 60_000 },
+    );
+  }
+
+  /** Every `TICK_MS`: the age limit, spool writes and fsyncs, fault probes. */
+  #housekeeping(): void {
+    const now = performance.now();
+    const born = this.#batcher.oldestBornAt();
+    if (born !== undefined && now - born > this.#spoolAfterMs) {
+      this.#spill("ticks waited too long for the database");
+    }
+    this.#keeper.tick(now, (leftover) => this.#leftoverRows += leftover);
+  }
+
+  /** Resolves true once the write loop has ended, false after `ms`. */
+  async #settles(ms: number): Promise<boolean> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const ended = await Promise.race([
+      this.#loop!.then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+    ]);
+    clearTimeout(timer);
+    return ended;
+  }
+
+  /** The write loop; a failure it did not expect is logged and the loop goes on. */
   async #run(): Promise<void> {
+    while (true) {
+      try {
+        await this.#writeAll();
+        return;
+      } catch (error) {
+        if (this.#closing) return;
+        this.#logger.error(`The write loop failed: ${errorText(error)}; going on in 1 s`);
+        this.#batcher.requeueInFlight();
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    }
+  }
+
+  async #writeAll(): Promise<void> {
     while (true) {
       const batch = await this.#batcher.next();
       if (!batch) return;
-      const ok = await this.#writeWithRetry(batch);
-      if (!ok) {
-        this.#unwritten.push(batch);
-        return;
+      const rows = batch.rows.length;
+      if (batch.spooled && this.#committedSpilled.delete(batch.id)) {
+        await this.#batcher.done(batch);
+      } else {
+        const result = await this.#delivery.deliver(batch, (b) => this.#latency.sample(b));
+        if (result === "aborted") return;
+        if (result === "abandoned") {
+          this.#batcher.abandon(batch);
+          continue;
+        }
+        await this.#batcher.done(batch);
+        // A spilled batch's rows are done when its spool copy is acknowledged.
+        if (batch.spilled) {
+          this.#committedSpilled.add(batch.id);
+          continue;
+        }
       }
-      await this.#batcher.done(batch);
-      this.#doneRows += batch.rows.length;
+      this.#doneRows += rows;
       if (this.#flushWaiters.length > 0) {
         const done = this.#doneRows;
         this.#flushWaiters = this.#flushWaiters.filter((w) => {
@@ -355,108 +407,7 @@ export class IngestPipeline {
           return false;
         });
       }
-      if (performance.now() - this.#lastPrune > PRUNE_EVERY_MS) await this.#prune();
+      await this.#delivery.pruneHourly();
     }
-  }
-
-  /** Writes `batch` until it is committed or set aside (true), or the pipeline aborts (false). */
-  async #writeWithRetry(batch: Batch): Promise<boolean> {
-    let attempt = 0;
-    while (true) {
-      try {
-        // Before a retry, ask whether the failed attempt committed after all.
-        const outcome = attempt > 0 && (await this.#writer.landed(batch.id))
-          ? "landed"
-          : await this.#writer.write(batch);
-        if (outcome === "landed") this.#recovered++;
-        this.#batches++;
-        this.#written += batch.rows.length;
-        this.#sampleLatency(batch);
-        if (this.#failingSince !== undefined) {
-          const seconds = Math.round((Date.now() - this.#failingSince) / 1000);
-          this.#logger.info(
-            `Database reachable again after ${seconds}s: draining ${
-              fmt(this.#waiting())
-            } waiting ticks`,
-          );
-          this.#failingSince = undefined;
-        }
-        return true;
-      } catch (error) {
-        this.#lastError = errorText(error);
-        if (isDataError(error)) {
-          const path = await this.#spool.quarantine(batch, this.#lastError);
-          this.#quarantined += batch.rows.length;
-          this.#logger.error(
-            `The database refused a batch of ${fmt(batch.rows.length)} ticks; set aside in ${path}`,
-            { error: this.#lastError },
-          );
-          return true;
-        }
-        if (this.#abort) return false;
-        this.#failingSince ??= Date.now();
-        attempt++;
-        this.#retries++;
-        const cap = Math.min(this.#retryMaxMs, this.#retryInitialMs * 2 ** Math.min(attempt, 20));
-        const delay = Math.round(cap / 2 + Math.random() * cap / 2);
-        const memory = this.#batcher.held;
-        const spooled = this.#spool.rows;
-        this.#logger.limited(
-          "pipeline-retry",
-          "warn",
-          `Database unreachable: ${fmt(memory + spooled)} ticks waiting (${
-            fmt(memory)
-          } in memory, ${fmt(spooled)} spooled); retrying in ${
-            delay >= 1000 ? `${Math.round(delay / 1000)}s` : `${delay}ms`
-          }`,
-          { error: this.#lastError },
-          { perWindow: 1, windowMs: 5000 },
-        );
-        await this.#sleep(delay);
-        if (this.#abort) return false;
-      }
-    }
-  }
-
-  #waiting(): number {
-    return this.#batcher.held + this.#spool.rows;
-  }
-
-  async #prune(): Promise<void> {
-    this.#lastPrune = performance.now();
-    try {
-      const n = await this.#writer.prune();
-      if (n > 0) this.#logger.debug(`Pruned ${fmt(n)} old batch records`);
-    } catch (error) {
-      this.#logger.debug("Cannot prune old batch records", { error: errorText(error) });
-    }
-  }
-
-  #sampleLatency(batch: Batch): void {
-    const rows = batch.rows;
-    if (rows.length === 0 || batch.spooled) return;
-    const wall = Date.now();
-    const mono = performance.now();
-    const step = Math.max(1, Math.floor(rows.length / SAMPLES_PER_BATCH));
-    for (let i = 0; i < rows.length; i += step) {
-      const at = rows[i]!.receivedAt;
-      if (!Number.isFinite(at)) continue;
-      this.#latency[this.#latencyCount++ % LATENCY_SAMPLES] = (at > 1e12 ? wall : mono) - at;
-    }
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      this.#sleepWake = resolve;
-      this.#sleepTimer = setTimeout(() => this.#wakeSleep(), ms);
-    });
-  }
-
-  #wakeSleep(): void {
-    clearTimeout(this.#sleepTimer);
-    this.#sleepTimer = undefined;
-    const wake = this.#sleepWake;
-    this.#sleepWake = undefined;
-    wake?.();
   }
 }

@@ -2,183 +2,65 @@ import { join } from "node:path";
 import { type Logger, silentLogger } from "../log.ts";
 import type { Batch } from "./batch.ts";
 import type { Row } from "./sequencer.ts";
+import {
+  chunkText,
+  FIRST_SEGMENT,
+  headerLine,
+  parseRows,
+  rowLine,
+  SEGMENT_RE,
+  segmentName,
+} from "./spool_format.ts";
+import { type Segment, SegmentQueue } from "./spool_queue.ts";
+import { closeQuietly, removeQuietly, syncDir, syncDirSync, writeAllSync } from "./files.ts";
+import { errorText, fmt } from "./text.ts";
 
 /** Settings of `Spool.open`. */
 export interface SpoolOptions {
   /** Bound on the spool's total size on disk (default 1 GiB); beyond it `append` refuses. */
   maxBytes?: number;
-  /** A segment is sealed (fsync'd, closed) at this size (default 16 MiB). */
+  /** A segment is sealed (no more appends; read once its turn comes) at this size (16 MiB). */
   segmentBytes?: number;
   /** Rows per chunk; each chunk is written as one batch when drained (default 5000). */
   chunkRows?: number;
+  /** The write buffer is written out (write(2)) when it reaches this size (default 64 KiB). */
+  bufferBytes?: number;
   /** Called for every row of a leftover spool found at open, oldest first. */
   onLeftoverRow?: (row: Row) => void;
+  /** A lock the spool holds for its lifetime (see `acquireSlot`), released by `close`. */
+  lock?: Deno.FsFile;
   logger?: Logger;
+  /**
+   * Runs before every write to a spool file; what it throws is taken as the write's error.
+   * For machines where a genuinely full filesystem cannot be set up (tests).
+   */
+  beforeWrite?: () => void;
 }
 
-interface Segment {
-  path: string;
-  rows: number;
-  bytes: number;
+/** Why the spool cannot be written to, and since when (epoch ms). */
+export interface SpoolFault {
+  error: string;
+  since: number;
 }
 
-interface ReadingSegment extends Segment {
-  reader: SegmentReader;
-  /** The chunk `next` returned, until it is acknowledged. */
-  current: Batch | undefined;
-  /** Rows of this segment acknowledged so far. */
-  acked: number;
+interface ActiveSegment extends Segment {
+  file: Deno.FsFile;
+  /** Bytes on disk (the rest of `bytes` is in the write buffer). */
+  written: number;
 }
 
-const SEGMENT_RE = /^seg-(\d{12})\.tsv$/;
-const WRITE_THRESHOLD = 256 * 1024;
-// Segment numbers start high, leaving room below for `prependBatches`.
-const FIRST_SEGMENT = 1_000_000_000;
+const PROBE_BYTES = 4096;
 const encoder = new TextEncoder();
-
-/** The spool's line for one row: tab-separated, empty for null (the COPY column order). */
-function rowLine(r: Row): string {
-  return r.timeMs + "\t" + r.symbol + "\t" + r.price + "\t" + (r.dayVolume ?? "") + "\t" +
-    (r.bid ?? "") + "\t" + (r.ask ?? "") + "\t" + (r.volume ?? "") + "\t" + r.seq + "\n";
-}
-
-const READ_BLOCK = 128 * 1024;
-const MAX_INTERNED = 10_000;
-
-/** A copy of `text` that does not keep alive the larger string it was sliced from. */
-function detached(text: string): string {
-  return JSON.parse(JSON.stringify(text)) as string;
-}
-
-/** The number in `line` between `start` and `end`, null when empty. */
-function field(line: string, start: number, end: number): number | null {
-  return end === start ? null : Number(line.slice(start, end));
-}
+const decoder = new TextDecoder();
 
 /**
- * Reads a segment one chunk at a time (a chunk is complete when the next header or the end
- * of the file is reached), so draining a spool holds one chunk and one read block in memory
- * rather than the whole segment. A torn last line (a crash mid-write: no newline) is skipped.
- */
-class SegmentReader {
-  #file: Deno.FsFile;
-  #decoder = new TextDecoder();
-  #block = new Uint8Array(READ_BLOCK);
-  #symbols: Map<string, string>;
-  #text = "";
-  #pos = 0;
-  #eof = false;
-  #pending: Batch | undefined;
-  /** Rows read so far. */
-  rows = 0;
-  /** True once the last chunk has been returned. */
-  ended = false;
-
-  private constructor(file: Deno.FsFile, symbols: Map<string, string>) {
-    this.#file = file;
-    this.#symbols = symbols;
-  }
-
-  /** Opens `path`; `symbols` interns symbol strings across readers. */
-  static async open(path: string, symbols: Map<string, string>): Promise<SegmentReader> {
-    return new SegmentReader(await Deno.open(path, { read: true }), symbols);
-  }
-
-  /** The next chunk with at least one row, or undefined at the end of the segment. */
-  async next(): Promise<Batch | undefined> {
-    while (!this.ended) {
-      const nl = this.#text.indexOf("\n", this.#pos);
-      if (nl === -1) {
-        if (!this.#eof) {
-          await this.#fill();
-          continue;
-        }
-        this.ended = true;
-        this.#text = "";
-        const last = this.#pending;
-        this.#pending = undefined;
-        if (last && last.rows.length > 0) return last;
-        return undefined;
-      }
-      const start = this.#pos;
-      this.#pos = nl + 1;
-      if (this.#text.charCodeAt(start) === 64 /* @ */) {
-        const done = this.#pending;
-        this.#pending = { id: detached(this.#text.slice(start + 1, nl)), rows: [], spooled: true };
-        if (done && done.rows.length > 0) return done;
-        continue;
-      }
-      if (this.#pending) this.#parseRow(this.#text.slice(start, nl), this.#pending.rows);
-    }
-    return undefined;
-  }
-
-  /** Closes the file (idempotent). */
-  close(): void {
-    try {
-      this.#file.close();
-    } catch {
-      // Already closed.
-    }
-  }
-
-  async #fill(): Promise<void> {
-    const n = await this.#file.read(this.#block);
-    const rest = this.#text.slice(this.#pos);
-    this.#pos = 0;
-    if (n === null) {
-      this.#eof = true;
-      this.#text = rest + this.#decoder.decode();
-      this.close();
-    } else {
-      this.#text = rest + this.#decoder.decode(this.#block.subarray(0, n), { stream: true });
-    }
-  }
-
-  #parseRow(line: string, into: Row[]): void {
-    const t: number[] = [];
-    let at = line.indexOf("\t");
-    while (at !== -1 && t.length < 8) {
-      t.push(at);
-      at = line.indexOf("\t", at + 1);
-    }
-    if (t.length !== 7) return;
-    const timeMs = Number(line.slice(0, t[0]));
-    const price = Number(line.slice(t[1]! + 1, t[2]));
-    const seq = Number(line.slice(t[6]! + 1));
-    if (!Number.isFinite(timeMs) || !Number.isFinite(price) || !Number.isFinite(seq)) return;
-    const raw = line.slice(t[0]! + 1, t[1]);
-    let symbol = this.#symbols.get(raw);
-    if (symbol === undefined) {
-      if (this.#symbols.size >= MAX_INTERNED) this.#symbols.clear();
-      symbol = detached(raw);
-      this.#symbols.set(symbol, symbol);
-    }
-    into.push({
-      timeMs,
-      symbol,
-      price,
-      dayVolume: field(line, t[2]! + 1, t[3]!),
-      bid: field(line, t[3]! + 1, t[4]!),
-      ask: field(line, t[4]! + 1, t[5]!),
-      volume: field(line, t[5]! + 1, t[6]!),
-      seq,
-      receivedAt: NaN,
-    });
-    this.rows++;
-  }
-}
-
-function writeAllSync(file: Deno.FsFile, data: Uint8Array): void {
-  let offset = 0;
-  while (offset < data.length) offset += file.writeSync(data.subarray(offset));
-}
-
-/**
- * A bounded on-disk queue of sequenced rows under one directory: append-only segment files
- * of tab-separated lines, grouped in chunks that each carry a batch id, so a chunk drained
- * twice (a crash between its COMMIT and the segment's removal) is recognised by
- * `tickpipe_batches`. Appends are synchronous and buffered; a segment is fsync'd when sealed.
+ * A bounded on-disk queue of sequenced rows in one directory (a slot, see `acquireSlot`):
+ * append-only segment files of chunks that each carry a batch id, so a chunk drained twice
+ * (a crash between its COMMIT and the segment's removal) is recognised by
+ * `tickpipe_batches`. Appends go to a write buffer that `flush` writes out (write(2)) and
+ * `sync` fsyncs; the owner calls both on a short timer. A failed write (a full or read-only
+ * disk) cuts the file back to its last whole line, hands the buffered rows back
+ * (`onReturn`) and sets `fault` until `probe` finds the directory writable again.
  * Read order is append order.
  */
 export class Spool {
@@ -186,32 +68,49 @@ export class Spool {
   #maxBytes: number;
   #segmentBytes: number;
   #chunkRows: number;
+  #bufferBytes: number;
   #logger: Logger;
-  #sealed: Segment[] = [];
-  #reading: ReadingSegment | undefined;
-  #symbols = new Map<string, string>();
-  #active: { file: Deno.FsFile; path: string; rows: number; bytes: number } | undefined;
-  /** Write buffer: lines are copied in as bytes (no string concatenation to flatten later). */
-  #buf = new Uint8Array(WRITE_THRESHOLD + 64 * 1024);
+  #lock: Deno.FsFile | undefined;
+  #beforeWrite: (() => void) | undefined;
+  #queue: SegmentQueue;
+  #active: ActiveSegment | undefined;
+  #buf: Uint8Array;
   #fill = 0;
+  #bufRows = 0;
   #chunkFill = 0;
   #counter = FIRST_SEGMENT - 1;
-  #rows = 0;
-  #bytes = 0;
   #closed = false;
+  #dirty = false;
+  #newSegment = false;
+  /** Sealed (or abandoned) segments written since the last fsync, open until it is done. */
+  #unsynced: Deno.FsFile[] = [];
+  #syncing: Promise<void> | undefined;
+  #fault: SpoolFault | undefined;
+  #onReturn: (rows: Row[]) => void = () => {};
+  /** Ticks lost in a crash: torn or corrupt lines found in leftover segments at open. */
+  lostInCrash = 0;
 
   private constructor(dir: string, options: SpoolOptions) {
     this.dir = dir;
     this.#maxBytes = options.maxBytes ?? 1024 ** 3;
     this.#segmentBytes = options.segmentBytes ?? 16 * 1024 ** 2;
     this.#chunkRows = options.chunkRows ?? 5000;
+    this.#bufferBytes = options.bufferBytes ?? 64 * 1024;
     this.#logger = options.logger ?? silentLogger;
+    this.#lock = options.lock;
+    this.#beforeWrite = options.beforeWrite;
     if (!(this.#segmentBytes > 0) || !(this.#maxBytes > 0) || !(this.#chunkRows > 0)) {
       throw new RangeError("Cannot open the spool: sizes must be positive");
     }
+    this.#buf = new Uint8Array(this.#bufferBytes + 64 * 1024);
+    this.#queue = new SegmentQueue(this.#logger);
   }
 
-  /** Opens (creating) the spool in `dir` and takes stock of what a previous run left. */
+  /**
+   * Opens (creating) the spool in `dir`, takes stock of what a previous run left (torn and
+   * corrupt lines are skipped and counted in `lostInCrash`) and checks that it can write
+   * there: when it cannot, `fault` says why and nothing is appended until `probe` succeeds.
+   */
   static async open(dir: string, options: SpoolOptions = {}): Promise<Spool> {
     const spool = new Spool(dir, options);
     await Deno.mkdir(dir, { recursive: true });
@@ -221,224 +120,283 @@ export class Spool {
     }
     names.sort();
     for (const name of names) {
-      const path = join(dir, name);
       spool.#counter = Math.max(spool.#counter, Number(SEGMENT_RE.exec(name)![1]));
-      const { size } = await Deno.stat(path);
-      const reader = await SegmentReader.open(path, spool.#symbols);
-      try {
-        for (let chunk = await reader.next(); chunk; chunk = await reader.next()) {
-          if (options.onLeftoverRow) { for (const row of chunk.rows) options.onLeftoverRow(row); }
-        }
-      } finally {
-        reader.close();
-      }
-      if (reader.rows === 0) {
-        await Deno.remove(path);
-        continue;
-      }
-      spool.#sealed.push({ path, rows: reader.rows, bytes: size });
-      spool.#rows += reader.rows;
-      spool.#bytes += size;
+      const damage = await spool.#queue.takeStock(join(dir, name), options.onLeftoverRow);
+      spool.lostInCrash += damage.torn + damage.corrupt;
     }
-    if (spool.#rows > 0) {
-      spool.#logger.info(
-        `Found ${
-          spool.#rows.toLocaleString("en-US")
-        } spooled ticks from a previous run; draining them first`,
-        { dir, segments: spool.#sealed.length },
+    if (spool.rows > 0 || spool.lostInCrash > 0) {
+      const lost = spool.lostInCrash > 0
+        ? `; ${fmt(spool.lostInCrash)} lost in a crash (torn or corrupt lines skipped)`
+        : "";
+      (spool.lostInCrash > 0 ? spool.#logger.warn : spool.#logger.info).call(
+        spool.#logger,
+        `Found ${fmt(spool.rows)} spooled ticks from a previous run${lost}; draining them first`,
+        { dir, segments: spool.#queue.segments },
       );
     }
+    spool.#probeNow();
     return spool;
   }
 
-  /** Rows waiting on disk (or in the write buffer). */
+  /** Rows waiting on disk or in the write buffer. */
   get rows(): number {
-    return this.#rows;
+    return this.#queue.rows + (this.#active?.rows ?? 0);
   }
 
   /** Bytes the spool occupies, counting the write buffer. */
   get bytes(): number {
-    return this.#bytes;
+    return this.#queue.bytes + (this.#active?.bytes ?? 0);
   }
 
-  /** Appends one row; false when the spool is full (the caller counts the drop). */
+  /** Rows in the write buffer, not yet written to the file. */
+  get buffered(): number {
+    return this.#bufRows;
+  }
+
+  /** Set while the spool cannot be written to. */
+  get fault(): SpoolFault | undefined {
+    return this.#fault;
+  }
+
+  /** Rows lost at run time: segments that vanished or could not be read. */
+  get lost(): number {
+    return this.#queue.lost;
+  }
+
+  /** True when `append` would take a row of `size` bytes (no fault, room left). */
+  canTake(size = 0): boolean {
+    return !this.#fault && this.bytes + size <= this.#maxBytes;
+  }
+
+  /** Sets who takes back the rows of a failed write (they are no longer in the spool). */
+  onReturn(handler: (rows: Row[]) => void): void {
+    this.#onReturn = handler;
+  }
+
+  /**
+   * Appends one row to the write buffer; false (nothing kept) when the spool has a fault or
+   * is full. A write the row triggers may fail: the buffered rows then go to `onReturn`.
+   */
   append(row: Row): boolean {
     if (this.#closed) throw new TypeError("Cannot append to a closed spool");
+    if (this.#fault) return false;
     const line = rowLine(row);
     let size = line.length;
     const header = this.#chunkFill === 0 || this.#chunkFill >= this.#chunkRows;
     if (header) size += 38;
-    if (this.#bytes + size > this.#maxBytes) return false;
+    if (this.bytes + size > this.#maxBytes) return false;
     const active = this.#active ?? this.#openActive();
+    if (!active) return false;
     if (header) {
-      this.#put("@" + crypto.randomUUID() + "\n");
+      this.#put(headerLine(crypto.randomUUID()));
       this.#chunkFill = 0;
     }
     this.#put(line);
+    this.#bufRows++;
     this.#chunkFill++;
     active.rows++;
     active.bytes += size;
-    this.#rows++;
-    this.#bytes += size;
-    if (this.#fill >= WRITE_THRESHOLD) this.#writeBuffer();
-    if (active.bytes >= this.#segmentBytes) this.#seal();
-    return true;
-  }
-
-  /** Appends a whole batch under its own id (to persist unwritten batches at shutdown). */
-  appendBatch(batch: Batch): boolean {
-    if (this.#closed) throw new TypeError("Cannot append to a closed spool");
-    let text = "@" + batch.id + "\n";
-    for (const row of batch.rows) text += rowLine(row);
-    if (this.#bytes + text.length > this.#maxBytes) return false;
-    const active = this.#active ?? this.#openActive();
-    this.#put(text);
-    this.#chunkFill = 0;
-    active.rows += batch.rows.length;
-    active.bytes += text.length;
-    this.#rows += batch.rows.length;
-    this.#bytes += text.length;
-    this.#writeBuffer();
-    if (active.bytes >= this.#segmentBytes) this.#seal();
+    if (this.#fill >= this.#bufferBytes) this.flush();
+    if (this.#active && this.#active.bytes >= this.#segmentBytes) this.#seal();
     return true;
   }
 
   /**
-   * Persists `batches` (under their own ids) ahead of everything spooled, for rows that were
-   * held in memory, hence older than the spool's, when the pipeline stops. Call before
-   * `close`; returns false (writing nothing) when they do not fit.
+   * Writes a whole batch under its own id, at once (for rows held in memory that must reach
+   * the disk now); false when it could not be written (the caller still holds it).
    */
-  prependBatches(batches: Batch[]): boolean {
+  appendBatch(batch: Batch): boolean {
     if (this.#closed) throw new TypeError("Cannot append to a closed spool");
-    if (batches.length === 0) return true;
-    let text = "";
-    let rows = 0;
-    for (const batch of batches) {
-      text += "@" + batch.id + "\n";
-      for (const row of batch.rows) text += rowLine(row);
-      rows += batch.rows.length;
-    }
-    if (this.#bytes + text.length > this.#maxBytes) return false;
-    let lowest = FIRST_SEGMENT;
-    for (const entry of Deno.readDirSync(this.dir)) {
-      const match = SEGMENT_RE.exec(entry.name);
-      if (match) lowest = Math.min(lowest, Number(match[1]));
-    }
-    const path = join(this.dir, `seg-${String(lowest - 1).padStart(12, "0")}.tsv`);
-    const file = Deno.openSync(path, { write: true, createNew: true });
+    if (this.#fault || !this.flush()) return false;
+    const data = encoder.encode(chunkText(batch));
+    if (this.bytes + data.length > this.#maxBytes) return false;
+    const active = this.#active ?? this.#openActive();
+    if (!active) return false;
     try {
-      writeAllSync(file, encoder.encode(text));
-      file.syncSync();
-    } finally {
-      file.close();
+      this.#beforeWrite?.();
+      writeAllSync(active.file, data);
+    } catch (error) {
+      this.#abandonActive(error);
+      return false;
     }
-    this.#sealed.unshift({ path, rows, bytes: text.length });
-    this.#rows += rows;
-    this.#bytes += text.length;
+    this.#dirty = true;
+    this.#chunkFill = 0;
+    active.written += data.length;
+    active.rows += batch.rows.length;
+    active.bytes += data.length;
+    if (active.bytes >= this.#segmentBytes) this.#seal();
     return true;
+  }
+
+  /** Writes the buffer to the file (write(2)); false when that failed (see `onReturn`). */
+  flush(): boolean {
+    if (this.#fill === 0) return true;
+    const active = this.#active!;
+    try {
+      this.#beforeWrite?.();
+      writeAllSync(active.file, this.#buf.subarray(0, this.#fill));
+    } catch (error) {
+      const rows = parseRows(decoder.decode(this.#buf.subarray(0, this.#fill)));
+      active.rows -= rows.length;
+      active.bytes = active.written;
+      this.#fill = 0;
+      this.#bufRows = 0;
+      this.#abandonActive(error);
+      this.#onReturn(rows);
+      return false;
+    }
+    active.written += this.#fill;
+    this.#fill = 0;
+    this.#bufRows = 0;
+    this.#dirty = true;
+    return true;
+  }
+
+  /** fsyncs what was written since the last call (one at a time; a failure sets `fault`). */
+  async sync(): Promise<void> {
+    if (this.#syncing) return;
+    const files = this.#unsynced.splice(0);
+    if (this.#dirty && this.#active) files.push(this.#active.file);
+    const newSegment = this.#newSegment;
+    if (files.length === 0 && !newSegment) return;
+    this.#dirty = false;
+    this.#newSegment = false;
+    const sealed = files.filter((f) => f !== this.#active?.file);
+    this.#syncing = (async () => {
+      try {
+        await Promise.all(files.map((f) => f.syncData()));
+        if (newSegment) await syncDir(this.dir);
+      } catch (error) {
+        this.#setFault(error);
+      } finally {
+        for (const file of sealed) closeQuietly(file);
+        this.#syncing = undefined;
+      }
+    })();
+    await this.#syncing;
+  }
+
+  /** Resolves once no fsync is under way (call before `close`). */
+  async settled(): Promise<void> {
+    await this.#syncing;
+  }
+
+  /** While `fault` is set, checks whether the directory can be written again; true if so. */
+  probe(): boolean {
+    if (!this.#fault) return true;
+    this.#probeNow();
+    return !this.#fault;
   }
 
   /**
    * The oldest chunk not yet acknowledged, or undefined when the spool is empty. Returns the
    * same chunk until it is acknowledged. Seals the active segment when it is all that is left.
-   * Segments are read chunk by chunk: only the chunk handed out is held in memory.
    */
   async next(): Promise<Batch | undefined> {
     while (true) {
-      const reading = this.#reading;
-      if (reading) {
-        if (reading.current) return reading.current;
-        const chunk = await reading.reader.next();
-        if (chunk) return (reading.current = chunk);
-        await this.#finishSegment();
-        continue;
-      }
-      if (this.#sealed.length === 0) {
-        if (!this.#active || this.#active.rows === 0) return undefined;
-        this.#seal();
-      }
-      const segment = this.#sealed[0]!;
-      const reader = await SegmentReader.open(segment.path, this.#symbols);
-      this.#sealed.shift();
-      this.#reading = { ...segment, reader, current: undefined, acked: 0 };
+      const chunk = await this.#queue.next();
+      if (chunk || !this.#active?.rows) return chunk;
+      this.#seal();
     }
   }
 
   /** Marks the chunk `next` returned as written; removes its segment once all are. */
   async ack(batch: Batch): Promise<void> {
-    const reading = this.#reading;
-    if (!reading || reading.current !== batch) {
-      throw new TypeError("Cannot acknowledge a spool chunk out of order");
-    }
-    reading.current = undefined;
-    reading.acked += batch.rows.length;
-    this.#rows -= batch.rows.length;
-    if (reading.reader.ended) await this.#finishSegment();
+    await this.#queue.ack(batch);
   }
 
   /** Rows of the spool currently held in memory (the chunk handed out by `next`). */
   get rowsInMemory(): number {
-    return this.#reading?.current?.rows.length ?? 0;
+    return this.#queue.rowsInMemory;
   }
 
-  async #finishSegment(): Promise<void> {
-    const reading = this.#reading!;
-    reading.reader.close();
-    // Rows a torn line lost are no longer counted anywhere.
-    this.#rows -= reading.rows - reading.acked;
-    this.#bytes -= reading.bytes;
-    this.#reading = undefined;
-    await Deno.remove(reading.path);
-  }
-
-  /** Sets a batch the database refuses aside in `failed/` with the reason, instead of retrying forever. */
-  async quarantine(batch: Batch, reason: string): Promise<string> {
-    const dir = join(this.dir, "failed");
-    await Deno.mkdir(dir, { recursive: true });
-    const path = join(dir, `${batch.id}.tsv`);
-    const file = await Deno.open(path, { write: true, create: true, truncate: true });
-    try {
-      let text = `# ${reason.replaceAll("\n", " ")}\n@${batch.id}\n`;
-      for (const row of batch.rows) text += rowLine(row);
-      writeAllSync(file, encoder.encode(text));
-      await file.sync();
-    } finally {
-      file.close();
-    }
-    return path;
-  }
-
-  /** Writes the buffer out, fsyncs and closes the active segment; nothing is lost. */
+  /**
+   * Writes the buffer out, fsyncs and closes the active segment and releases the lock.
+   * Rows of a final write that failed go to `onReturn` first.
+   */
   close(): void {
     if (this.#closed) return;
-    this.#reading?.reader.close();
+    this.#queue.close();
     if (this.#active) this.#seal();
+    try {
+      for (const file of this.#unsynced) file.syncDataSync();
+      if (this.#newSegment) syncDirSync(this.dir);
+    } catch (error) {
+      this.#setFault(error);
+    }
+    for (const file of this.#unsynced.splice(0)) closeQuietly(file);
     this.#closed = true;
+    if (this.#lock) {
+      try {
+        this.#lock.close();
+      } catch {
+        // Already closed.
+      }
+    }
   }
 
-  #openActive() {
-    const path = join(this.dir, `seg-${String(++this.#counter).padStart(12, "0")}.tsv`);
-    const file = Deno.openSync(path, { write: true, create: true, append: true });
-    this.#active = { file, path, rows: 0, bytes: 0 };
+  /** Writes, fsyncs and removes a small file: sets or clears `fault`. */
+  #probeNow(): void {
+    const path = join(this.dir, "probe.tmp");
+    try {
+      this.#beforeWrite?.();
+      const file = Deno.openSync(path, { write: true, create: true, truncate: true });
+      try {
+        writeAllSync(file, new Uint8Array(PROBE_BYTES));
+        file.syncDataSync();
+      } finally {
+        file.close();
+        Deno.removeSync(path);
+      }
+      this.#fault = undefined;
+    } catch (error) {
+      this.#setFault(error);
+    }
+  }
+
+  /** The owner reports faults (once each, see `fault`); a spool only records them. */
+  #setFault(error: unknown): void {
+    this.#fault ??= { error: errorText(error), since: Date.now() };
+  }
+
+  /** After a failed write: cut the file back to whole lines, keep what it holds, start anew. */
+  #abandonActive(error: unknown): void {
+    const active = this.#active!;
+    this.#active = undefined;
+    this.#chunkFill = 0;
+    try {
+      active.file.truncateSync(active.written);
+    } catch {
+      // A torn last line, then: the reader skips it.
+    }
+    // What it holds still wants its fsync.
+    this.#unsynced.push(active.file);
+    this.#dirty = false;
+    if (active.rows > 0) this.#queue.push(active);
+    else removeQuietly(active.path);
+    this.#setFault(error);
+  }
+
+  #openActive(): ActiveSegment | undefined {
+    const path = join(this.dir, segmentName(++this.#counter));
+    try {
+      this.#beforeWrite?.();
+      const file = Deno.openSync(path, { write: true, create: true, append: true });
+      this.#active = { file, path, rows: 0, bytes: 0, written: 0 };
+      this.#newSegment = true;
+    } catch (error) {
+      this.#setFault(error);
+      return undefined;
+    }
     this.#chunkFill = 0;
     return this.#active;
   }
 
-  #writeBuffer(): void {
-    if (!this.#active || this.#fill === 0) return;
-    writeAllSync(this.#active.file, this.#buf.subarray(0, this.#fill));
-    this.#fill = 0;
-  }
-
-  /** Copies `text` into the write buffer (ASCII byte by byte, anything else encoded). */
+  /**
+   * Copies `text` into the write buffer (ASCII byte by byte, anything else encoded). The
+   * buffer has 64 KiB beyond `bufferBytes`, and lines are short (symbols: 32 characters).
+   */
   #put(text: string): void {
-    if (this.#fill + text.length * 3 > this.#buf.length) {
-      this.#writeBuffer();
-      if (text.length * 3 > this.#buf.length) {
-        writeAllSync(this.#active!.file, encoder.encode(text));
-        return;
-      }
-    }
     const buf = this.#buf;
     let at = this.#fill;
     for (let i = 0; i < text.length; i++) {
@@ -452,18 +410,20 @@ export class Spool {
     this.#fill = at;
   }
 
+  /**
+   * Closes the active segment to appends and queues it for reading. Its fsync is left to
+   * the next `sync` (which closes it), so sealing never blocks on the disk.
+   */
   #seal(): void {
+    if (!this.flush()) return;
     const active = this.#active;
     if (!active) return;
-    this.#writeBuffer();
-    active.file.syncSync();
-    active.file.close();
     this.#active = undefined;
     this.#chunkFill = 0;
-    if (active.rows > 0) {
-      this.#sealed.push({ path: active.path, rows: active.rows, bytes: active.bytes });
-    } else {
-      Deno.removeSync(active.path);
-    }
+    if (this.#dirty) this.#unsynced.push(active.file);
+    else closeQuietly(active.file);
+    this.#dirty = false;
+    if (active.rows > 0) this.#queue.push(active);
+    else removeQuietly(active.path);
   }
 }

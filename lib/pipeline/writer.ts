@@ -92,10 +92,34 @@ export class TickWriter {
     return outcome;
   }
 
-  /** True when a batch with this id has committed (checked on the pool's next connection). */
-  async landed(batchId: string): Promise<boolean> {
-    const rows = await this.#sql`SELECT 1 FROM tickpipe_batches WHERE batch_id = ${batchId}`;
-    return rows.length > 0;
+  /**
+   * The rows committed under this batch id, undefined when none has: 0 means the batch was
+   * split (see `markSplit`), its rows committed under the ids of its parts.
+   */
+  async committedRows(batchId: string): Promise<number | undefined> {
+    const rows = await this.#sql<{ rows: number }[]>`
+      SELECT rows FROM tickpipe_batches WHERE batch_id = ${batchId}`;
+    return rows[0]?.rows;
+  }
+
+  /**
+   * Records that the batch `batchId` was refused and is being written in parts (0 rows under
+   * its own id), before any part commits: a later attempt to write it whole (the same spool
+   * chunk drained again, after the cause was fixed) then finds it "landed" and is split
+   * again, instead of duplicating the parts. Returns the rows committed under the id: 0, or
+   * more when the whole batch had committed after all.
+   */
+  async markSplit(batchId: string): Promise<number> {
+    const [row] = await this.#sql<{ rows: number }[]>`
+      WITH mark AS (
+        INSERT INTO tickpipe_batches (batch_id, rows) VALUES (${batchId}, 0)
+        ON CONFLICT (batch_id) DO NOTHING RETURNING rows
+      )
+      SELECT rows FROM mark
+      UNION ALL
+      SELECT rows FROM tickpipe_batches WHERE batch_id = ${batchId}
+      LIMIT 1`;
+    return row?.rows ?? 0;
   }
 
   /** Deletes batch records older than `olderThanDays` (default 7); returns how many. */

@@ -16,8 +16,8 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-/** Starts a proxy on 127.0.0.1 to `hostname:port`. */
-export function startProxy(target: { hostname: string; port: number }): Proxy {
+/** Starts a proxy on 127.0.0.1 to `host:port` (a `DatabaseConfig` will do). */
+export function startProxy(target: { host: string; port: number }): Proxy {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const open = new Set<Deno.Conn>();
   const pumps = new Set<Promise<void>>();
@@ -60,7 +60,7 @@ export function startProxy(target: { hostname: string; port: number }): Proxy {
       }
       let server: Deno.Conn;
       try {
-        server = await Deno.connect(target);
+        server = await Deno.connect({ hostname: target.host, port: target.port });
       } catch {
         client.close();
         continue;
