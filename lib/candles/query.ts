@@ -31,6 +31,8 @@ export interface Candle {
   ticks: number;
   /** The running day volume of the bucket's last tick. */
   dayVolume: string | null;
+  /** Sum of price × volume, so candles re-aggregate exactly (vwap = pv / volume). */
+  pv: number | null;
 }
 
 /** Which candles to read: `bucket >= from AND bucket < to`. */
@@ -57,6 +59,7 @@ interface CandleRow {
   vwap: number | null;
   ticks: number;
   day_volume: string | null;
+  pv: number | null;
 }
 
 const toCandle = (row: CandleRow): Candle => ({
@@ -70,6 +73,7 @@ const toCandle = (row: CandleRow): Candle => ({
   vwap: row.vwap,
   ticks: row.ticks,
   dayVolume: row.day_volume,
+  pv: row.pv,
 });
 
 /** True for `UTC` and its aliases, where the stored daily candles already apply. */
@@ -108,7 +112,7 @@ export async function fetchCandles(
   try {
     return (await candleStatement(sql, query, mode)).map(toCandle);
   } catch (error) {
-    throw explain(error);
+    throw explainCandleError(error);
   }
 }
 
@@ -130,7 +134,7 @@ export function candleStatement(sql: Sql, query: CandleQuery, mode: SchemaMode) 
       WHERE symbol = ${query.symbol}
         AND bucket >= ${query.from}::timestamptz AND bucket < ${query.to}::timestamptz`;
   return sql<CandleRow[]>`
-    SELECT bucket, symbol, open, high, low, close, volume, vwap, ticks, day_volume
+    SELECT bucket, symbol, open, high, low, close, volume, vwap, ticks, day_volume, pv
     FROM ${source}
     ORDER BY bucket`;
 }
@@ -164,7 +168,8 @@ function zonedDailyCandles(sql: Sql, query: CandleQuery, timeZone: string, mode:
         sum(volume) AS volume,
         sum(pv) / NULLIF(sum(volume), 0) AS vwap,
         sum(ticks)::integer AS ticks,
-        (array_agg(day_volume ORDER BY bucket))[count(*)] AS day_volume
+        (array_agg(day_volume ORDER BY bucket))[count(*)] AS day_volume,
+        sum(pv) AS pv
       FROM ${hours}
       GROUP BY 1, symbol
     ) AS day
@@ -187,7 +192,7 @@ export async function isKnownSymbol(sql: Sql, symbol: string, mode: SchemaMode):
           OR EXISTS (SELECT 1 FROM crypto_ticks WHERE symbol = ${symbol}) AS known`;
     return row?.known ?? false;
   } catch (error) {
-    throw explain(error);
+    throw explainCandleError(error);
   }
 }
 
@@ -209,7 +214,8 @@ export async function readCandleMode(sql: Sql): Promise<SchemaMode> {
   );
 }
 
-function explain(error: unknown): unknown {
+/** A missing candle relation becomes a `UserError` saying to run setup; others pass through. */
+export function explainCandleError(error: unknown): unknown {
   const e = error as { code?: string; message?: string };
   if (e?.code === "42P01") {
     return new UserError(
