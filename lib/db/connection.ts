@@ -80,6 +80,34 @@ export function describeDatabaseError(error: unknown, database: DatabaseConfig):
   return `${where}: ${redact(message)}`;
 }
 
+/**
+ * True when `error` says the database cannot be reached or used at all (refused, timed
+ * out, reset, shutting down, wrong password, missing database), as opposed to one
+ * statement failing: the errors `describeDatabaseError` is meant for.
+ */
+export function isConnectionFailure(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code !== "string") return false;
+  // Else SQLSTATE classes 08 (connection), 57 (shutdown), 28 (authorization), 3D (database).
+  return CONNECTION_ERRORS.has(code) || /^(08|57|28|3D)[0-9A-Z]{3}$/.test(code);
+}
+
+/** Socket errors, and postgres.js' own codes for a connection it lost or could not open. */
+const CONNECTION_ERRORS = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EPIPE",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+]);
+
 /** A connected database: the pool, its settings and, if it was started, the embedded server. */
 export interface Database {
   sql: Sql;
@@ -91,11 +119,12 @@ export interface Database {
 /**
  * Connects to the configured database, or, when none is configured, starts (or
  * reuses) the embedded PostgreSQL under the data directory. Checks the connection
- * once, so a wrong password or an unreachable host fails here with one line.
+ * once, so a wrong password or an unreachable host fails here with one line; with
+ * `check: false` it does not (for a server that waits for the database to come back).
  */
 export async function openDatabase(
   config: Config,
-  options: ConnectOptions = {},
+  options: ConnectOptions & { check?: boolean } = {},
 ): Promise<Database> {
   const logger = options.logger ?? silentLogger;
   let embedded: EmbeddedServer | undefined;
@@ -109,9 +138,10 @@ export async function openDatabase(
       `Using the embedded PostgreSQL in ${embedded.dataDir} (no DATABASE_URL set); connect with: ${embedded.psql}`,
     );
   }
-  const sql = connect(database, { max: config.poolSize, ...options });
+  const { check = true, ...connectOptions } = options;
+  const sql = connect(database, { max: config.poolSize, ...connectOptions });
   try {
-    await sql`SELECT 1`;
+    if (check) await sql`SELECT 1`;
   } catch (error) {
     await sql.end({ timeout: 1 }).catch(() => {});
     throw new UserError(describeDatabaseError(error, database), { cause: error });
