@@ -25,7 +25,7 @@ export interface SymbolSummary {
  */
 export async function listSymbols(sql: Sql, mode: SchemaMode): Promise<SymbolSummary[]> {
   try {
-    return mode === "portable"
+    const rows = mode === "portable"
       ? await sql<SymbolSummary[]>`
         WITH RECURSIVE s(symbol) AS (
           SELECT min(symbol) FROM crypto_ticks
@@ -55,6 +55,7 @@ export async function listSymbols(sql: Sql, mode: SchemaMode): Promise<SymbolSum
           WHERE c.symbol = d.symbol AND c.bucket >= d.last_day
         ) AS m ON true
         ORDER BY d.symbol`;
+    return [...rows];
   } catch (error) {
     throw explainCandleError(error);
   }

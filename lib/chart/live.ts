@@ -172,7 +172,8 @@ export class LiveFeed {
         break;
       }
     }
-    if (error !== undefined && error !== this.#error) {
+    // Said once per outage; a new subscriber hears the latest reason.
+    if (error !== undefined && this.#error === undefined) {
       this.#logger.warn(`Live candles paused: ${error}`);
       this.#broadcast({ type: "status", ok: false, error });
     } else if (error === undefined && this.#error !== undefined) {

@@ -66,6 +66,10 @@ export function describeDatabaseError(error: unknown, database: DatabaseConfig):
       return `${where}: timed out (unreachable host or blocked port)`;
     case "ECONNRESET":
       return `${where}: the connection was reset (TLS mismatch or server restart?)`;
+    case "CONNECTION_CLOSED":
+    case "CONNECTION_ENDED":
+    case "CONNECTION_DESTROYED":
+      return `${where}: the connection was closed (server restart or network cut?)`;
     case "28P01":
       return `${where}: password authentication failed for user "${database.user}"`;
     case "28000":
