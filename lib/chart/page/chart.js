@@ -26,6 +26,8 @@
     to: undefined,
     loadingOlder: false,
     exhausted: false,
+    /** True once the reader has scrolled or zoomed the chart since the last load. */
+    scrolled: false,
     precision: 2,
     generation: 0,
     loads: 0,
@@ -341,6 +343,7 @@
     state.to = to;
     state.exhausted = from <= state.firstTime;
     state.loadingOlder = false;
+    state.scrolled = false;
     showBanner("");
     render();
     if (body.candles.length === 0) {
@@ -393,8 +396,13 @@
     }
   }
 
+  // Only the reader's own scrolling loads older candles: the range changes that setting
+  // the data causes would otherwise walk back through every gap in the history at once.
+  for (const type of ["pointerdown", "wheel", "touchstart", "keydown"]) {
+    $("chart").addEventListener(type, () => state.scrolled = true, { passive: true });
+  }
   chart.timeScale().subscribeVisibleLogicalRangeChange((range) => {
-    if (range && range.from < 10) loadOlder();
+    if (state.scrolled && range && range.from < 10) loadOlder();
   });
 
   // --- live ----------------------------------------------------------------------------
