@@ -4,7 +4,7 @@ import { type ChartServer, serveChart } from "../lib/chart/server.ts";
 import { connect } from "../lib/db/connection.ts";
 import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
 import { startProxy } from "./_support/proxy.ts";
-import { freePort, taskPermissions } from "./_support/run.ts";
+import { freePort, taskDataDir, taskPermissions } from "./_support/run.ts";
 import { waitFor } from "./_support/sim.ts";
 import { type CandleTick, insertTicks } from "./_support/ticks.ts";
 import { databaseUrl } from "./_support/url.ts";
@@ -167,7 +167,10 @@ Deno.test("chart API: symbols and candles are the database's, in the documented 
       const defaults = JSON.parse((await get(chart, "/api/candles?symbol=BTC/USD")).text);
       assert.equal(defaults.interval, "1m");
       assert.equal(Date.parse(defaults.to) - Date.parse(defaults.from), 24 * HOUR);
-      assert.equal(defaults.candles.length, 30);
+      const window = { from: new Date(defaults.from), to: new Date(defaults.to) };
+      const inWindow = await fetchCandles(db.sql, { symbol: "BTC/USD", interval: "1m", ...window });
+      assert.ok(inWindow.length >= 30);
+      assert.equal(defaults.candles.length, inWindow.length);
       const hourly = JSON.parse((await get(chart, "/api/candles?symbol=EUR/USD&interval=1h")).text);
       assert.equal(Date.parse(hourly.to) - Date.parse(hourly.from), 30 * 24 * HOUR);
       assert.equal(hourly.candles[0].volume, null, "forex has no volume");
@@ -288,46 +291,46 @@ Deno.test("chart API: a database that is down or not set up gets a 503 with one 
   }
 });
 
-/** Runs `tasks/chart.ts` with the chart task's permissions until its URL is printed. */
-async function startChartTask(env: Record<string, string>) {
+/**
+ * Runs `tasks/<task>.ts` with the task's permissions from deno.json until it prints the
+ * chart's URL (`Chart on <url>`); `stop()` sends `signal` and collects the rest.
+ */
+async function startTask(task: string, args: string[], env: Record<string, string>) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...taskPermissions("chart"), "tasks/chart.ts", "--port", "0"],
+    args: ["run", ...taskPermissions(task), `tasks/${task}.ts`, ...args],
     env: { NO_COLOR: "1", ...env },
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const decoder = new TextDecoder();
-  let stdout = "";
-  const reader = child.stdout.getReader();
-  while (!/Chart on (\S+)/.test(stdout)) {
-    const { value, done } = await reader.read();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const stderr = Array.fromAsync(child.stderr.pipeThrough(new TextDecoderStream()));
+  let output = "";
+  while (!/Chart on (\S+)/.test(output)) {
+    const { value, done } = await stdout.read();
     if (done) break;
-    stdout += decoder.decode(value);
+    output += value;
   }
-  reader.releaseLock();
-  const stderr = child.stderr.pipeThrough(new TextDecoderStream());
-  const url = /Chart on (\S+)/.exec(stdout)?.[1];
+  const url = /Chart on (\S+)/.exec(output)?.[1];
   return {
     url,
-    stdout,
-    async stop() {
-      child.kill("SIGTERM");
-      const [status, errors] = await Promise.all([
-        child.status,
-        Array.fromAsync(stderr).then((parts) => parts.join("")),
-        child.stdout.cancel(),
-      ]);
-      return { code: status.code, stderr: errors };
+    output,
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      child.kill(signal);
+      for (let r = await stdout.read(); !r.done; r = await stdout.read()) output += r.value;
+      const status = await child.status;
+      return { code: status.code, stdout: output, stderr: (await stderr).join("") };
     },
   };
 }
+
+const startChartTask = (env: Record<string, string>) => startTask("chart", ["--port", "0"], env);
 
 Deno.test("deno task chart serves on 127.0.0.1, starts while the database is down, stops on SIGTERM", async () => {
   const db = await createTestDatabase();
   try {
     await insertTicks(db.sql, recentTicks("BTC/USD", 2, 100));
     const up = await startChartTask({ DATABASE_URL: databaseUrl(db.config) });
-    assert.match(up.url ?? "", /^http:\/\/127\.0\.0\.1:\d+\/$/, up.stdout);
+    assert.match(up.url ?? "", /^http:\/\/127\.0\.0\.1:\d+\/$/, up.output);
     const page = await fetch(up.url!);
     assert.match(page.headers.get("content-security-policy")!, /default-src 'none'/);
     assert.match(await page.text(), /<title>tickpipe chart<\/title>/);
@@ -352,6 +355,64 @@ Deno.test("deno task chart serves on 127.0.0.1, starts while the database is dow
     );
     assert.ok(!result.stderr.includes(db.config.password!));
   } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("deno task demo --chart ingests and serves live candles until Ctrl-C, all rows accounted for", async () => {
+  const db = await createTestDatabase({ migrate: false });
+  const dataDir = await taskDataDir("tickpipe-demo-chart-");
+  try {
+    const demo = await startTask("demo", ["--chart", "--port", "0", "--rate", "50"], {
+      DATABASE_URL: databaseUrl(db.config),
+      TICKPIPE_DATA_DIR: dataDir,
+    });
+    assert.match(
+      demo.url ?? "",
+      /^http:\/\/127\.0\.0\.1:\d+\/\?symbol=BTC%2FUSD&interval=1m$/,
+      demo.output,
+    );
+    assert.match(demo.output, /ingesting BTC\/USD, ETH\/USD, MSFT, AAPL until Ctrl-C/);
+    const controller = new AbortController();
+    const live = await fetch(new URL("/api/live?symbol=BTC/USD&interval=1m", demo.url), {
+      signal: controller.signal,
+    });
+    // Two candle events of the same minute with more ticks in the second: a candle forming.
+    const seen: { bucket: string; ticks: number }[] = [];
+    let buffer = "";
+    const decoder = new TextDecoderStream();
+    assert.equal(live.status, 200);
+    const reader = live.body!.pipeThrough(decoder).getReader();
+    const forming = () =>
+      seen.some((a, i) =>
+        seen.slice(i + 1).some((b) => b.bucket === a.bucket && b.ticks > a.ticks)
+      );
+    const deadline = Date.now() + 30_000;
+    while (!forming() && Date.now() < deadline) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      const blocks = buffer.split("\n\n");
+      buffer = blocks.pop()!; // an incomplete event waits for the rest
+      for (const block of blocks) {
+        const data = /^event: candle\ndata: (.*)$/m.exec(block)?.[1];
+        if (data) seen.push(JSON.parse(data));
+      }
+    }
+    assert.ok(forming(), `a BTC/USD minute candle formed live: ${JSON.stringify(seen)}`);
+    controller.abort();
+    await reader.cancel().catch(() => {});
+
+    const result = await demo.stop("SIGINT");
+    assert.equal(result.code, 0, result.stderr);
+    const [, sent, written] =
+      /The simulator sent (\d+) ticks; (\d+) rows were written\./.exec(result.stdout) ?? [];
+    assert.ok(Number(sent) > 0, result.stdout);
+    assert.equal(written, sent);
+    const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM crypto_ticks`;
+    assert.equal(row!.n, Number(sent));
+  } finally {
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     await db.drop();
   }
 });

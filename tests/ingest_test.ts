@@ -10,7 +10,7 @@ import { type IngestSummary, runIngest } from "../lib/ingest.ts";
 import type { SimulatorHandle } from "../lib/simulator/mod.ts";
 import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
 import { TEST_KEY, withSimulator } from "./_support/sim.ts";
-import { runDeno, taskPermissions } from "./_support/run.ts";
+import { runDeno, taskDataDir, taskPermissions } from "./_support/run.ts";
 import { databaseUrl } from "./_support/url.ts";
 
 const CLIENT = { heartbeatMs: 500, watchdogMs: 2_000, backoffBaseMs: 100, backoffCapMs: 1_000 };
@@ -29,11 +29,6 @@ async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 60
 }
 
 /** A fresh data directory under .data/, the only place the tasks may write. */
-async function taskDataDir(prefix: string): Promise<string> {
-  await Deno.mkdir(".data", { recursive: true });
-  return await Deno.makeTempDir({ dir: ".data", prefix });
-}
-
 async function rowsBySymbol(sql: Sql): Promise<Record<string, number>> {
   const rows = await sql<{ symbol: string; n: number }[]>`
     SELECT symbol, count(*)::int AS n FROM crypto_ticks GROUP BY symbol`;
@@ -329,6 +324,7 @@ Deno.test("demo runs setup, ingests from the simulator and prints candles, all r
       );
     }
     assert.match(result.stdout, /deno task candles BTC\/USD 14/);
+    assert.match(result.stdout, /deno task chart .*open http:\/\/127\.0\.0\.1:8080\//);
   } finally {
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     await db.drop();
