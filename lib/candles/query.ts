@@ -197,18 +197,17 @@ export async function isKnownSymbol(sql: Sql, symbol: string, mode: SchemaMode):
 }
 
 /**
- * The mode the schema was built in (from `tickpipe_migrations`). Throws a `UserError`
- * when the candle migration has not been applied.
+ * The mode the candles were built in, read from the catalog: portable mode's migration
+ * creates `tickpipe_candles(...)`, TimescaleDB mode's does not. No table is read, so a
+ * reader role (`setup --reader`), which may not read `tickpipe_migrations`, can ask too.
+ * Throws a `UserError` when the candle migration has not been applied.
  */
 export async function readCandleMode(sql: Sql): Promise<SchemaMode> {
-  try {
-    const [row] = await sql<{ mode: SchemaMode; candles: boolean }[]>`
-      SELECT mode, EXISTS (SELECT 1 FROM tickpipe_migrations WHERE name = 'candles') AS candles
-      FROM tickpipe_migrations ORDER BY version LIMIT 1`;
-    if (row?.candles) return row.mode;
-  } catch (error) {
-    if ((error as { code?: string }).code !== "42P01") throw error;
-  }
+  const [row] = await sql<{ candles: boolean; portable: boolean }[]>`
+    SELECT to_regclass('one_minute_candle') IS NOT NULL AS candles,
+      to_regprocedure('tickpipe_candles(text, timestamptz, timestamptz)') IS NOT NULL
+        AS portable`;
+  if (row?.candles) return row.portable ? "portable" : "timescaledb";
   throw new UserError(
     "Cannot read candles: this database has no candle schema yet (run `deno task setup`)",
   );
