@@ -3,31 +3,21 @@ import type { Sql } from "postgres";
 import { serveChart } from "../lib/chart/server.ts";
 import { connect } from "../lib/db/connection.ts";
 import { READER_RELATIONS } from "../lib/db/reader.ts";
-import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
+import { createTestDatabase, dropRole, type TestDatabase, uniqueRoleName } from "./_support/db.ts";
 import { runDeno, taskPermissions } from "./_support/run.ts";
 import { insertTicks } from "./_support/ticks.ts";
 import { databaseUrl } from "./_support/url.ts";
 
 const SETUP = taskPermissions("setup");
-let roles = 0;
-
-/** A role name no other test (or test process) uses; roles are global to the server. */
-const uniqueRole = () => `reader_${Date.now().toString(36)}_${Deno.pid}_${roles++}`;
-
 /** Runs `fn` with a database and a role name, then drops both (the role after the database). */
 async function withReader(fn: (db: TestDatabase, name: string) => Promise<void>) {
   const db = await createTestDatabase({ migrate: false });
-  const name = uniqueRole();
+  const name = uniqueRoleName("reader");
   try {
     await fn(db, name);
   } finally {
     await db.drop();
-    const admin = connect(db.server.admin, { max: 1 });
-    try {
-      await admin`DROP ROLE IF EXISTS ${admin(name)}`;
-    } finally {
-      await admin.end({ timeout: 5 });
-    }
+    await dropRole(db.server, name);
   }
 }
 

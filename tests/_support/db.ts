@@ -156,3 +156,15 @@ export async function createTestDatabase(
     },
   };
 }
+
+let roles = 0;
+
+/** A role name no other test (or test process) uses: roles are global to the server. */
+export function uniqueRoleName(prefix: string): string {
+  return `${prefix}_${Date.now().toString(36)}_${Deno.pid}_${roles++}`;
+}
+
+/** Drops `name` from the test server (after the databases it had grants in are dropped). */
+export async function dropRole(server: TestServer, name: string): Promise<void> {
+  await onAdmin(server, (admin) => admin`DROP ROLE IF EXISTS ${admin(name)}`);
+}
