@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { fetchCandles } from "../lib/candles/mod.ts";
 import { type ChartServer, serveChart } from "../lib/chart/server.ts";
 import { connect } from "../lib/db/connection.ts";
-import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
+import { assertDemoWroteAllSent, createTestDatabase, type TestDatabase } from "./_support/db.ts";
 import { startProxy } from "./_support/proxy.ts";
 import { freePort, taskDataDir, taskPermissions } from "./_support/run.ts";
 import { waitFor } from "./_support/sim.ts";
@@ -405,12 +405,7 @@ Deno.test("deno task demo --chart ingests and serves live candles until Ctrl-C, 
 
     const result = await demo.stop("SIGINT");
     assert.equal(result.code, 0, result.stderr);
-    const [, sent, written] =
-      /The simulator sent (\d+) ticks; (\d+) rows were written\./.exec(result.stdout) ?? [];
-    assert.ok(Number(sent) > 0, result.stdout);
-    assert.equal(written, sent);
-    const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM crypto_ticks`;
-    assert.equal(row!.n, Number(sent));
+    await assertDemoWroteAllSent(result.stdout, db.sql);
   } finally {
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     await db.drop();

@@ -8,7 +8,7 @@ import type { Sql } from "postgres";
 import { Logger } from "../lib/log.ts";
 import { type IngestSummary, runIngest } from "../lib/ingest.ts";
 import type { SimulatorHandle } from "../lib/simulator/mod.ts";
-import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
+import { assertDemoWroteAllSent, createTestDatabase, type TestDatabase } from "./_support/db.ts";
 import { TEST_KEY, withSimulator } from "./_support/sim.ts";
 import { runDeno, taskDataDir, taskPermissions } from "./_support/run.ts";
 import { databaseUrl } from "./_support/url.ts";
@@ -311,12 +311,7 @@ Deno.test("demo runs setup, ingests from the simulator and prints candles, all r
       /^(PostgreSQL [\d.]+ \(portable mode|TimescaleDB [\d.]+ on PostgreSQL)/,
     );
     assert.match(result.stdout, /Schema created \(ticks, ingest_batches, candles\)/);
-    const [, sent, written] =
-      /The simulator sent (\d+) ticks; (\d+) rows were written\./.exec(result.stdout) ?? [];
-    assert.ok(Number(sent) > 0, result.stdout);
-    assert.equal(written, sent);
-    const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM crypto_ticks`;
-    assert.equal(row!.n, Number(sent));
+    await assertDemoWroteAllSent(result.stdout, db.sql);
     for (const title of ["daily candles", "hourly candles", "one-minute candles"]) {
       assert.match(
         result.stdout,
