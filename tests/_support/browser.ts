@@ -3,10 +3,27 @@
  * overrides /usr/bin/chromium), driven by playwright-core. Playwright never downloads a
  * browser here; .ci/run installs the package.
  */
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import fs from "node:fs";
+import type { BrowserContext, Page } from "playwright-core";
 
 /** Where the browser is: CHROMIUM_PATH, else Debian's /usr/bin/chromium. */
 export const CHROMIUM_PATH = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
+
+/**
+ * Loads playwright-core. When it loads it probes for WSL with
+ * `fs.existsSync("/proc/sys/fs/binfmt_misc/WSLInterop")`, and Deno answers any access under
+ * /proc/sys with NotCapable unless the process has --allow-all (which the test task does not
+ * grant), where Node would answer false. So, for that load only, such paths read as absent.
+ */
+async function loadPlaywright(): Promise<typeof import("playwright-core")> {
+  const existsSync = fs.existsSync;
+  fs.existsSync = (path) => String(path).startsWith("/proc/sys/") ? false : existsSync(path);
+  try {
+    return await import("playwright-core");
+  } finally {
+    fs.existsSync = existsSync;
+  }
+}
 
 /** A browser with a fresh profile, and every request its pages made. */
 export interface TestBrowser {
@@ -31,6 +48,7 @@ export async function launchBrowser(
   options: { viewport?: { width: number; height: number } } = {},
 ): Promise<TestBrowser> {
   const profile = await Deno.makeTempDir({ prefix: "tickpipe-chromium-" });
+  const { chromium } = await loadPlaywright();
   let context: BrowserContext;
   try {
     context = await chromium.launchPersistentContext(profile, {

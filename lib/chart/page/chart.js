@@ -264,6 +264,10 @@
     }));
     select.value = state.symbol;
     select.disabled = false;
+    markInterval();
+  }
+
+  function markInterval() {
     for (const button of $("intervals").querySelectorAll("button")) {
       button.setAttribute("aria-pressed", String(button.dataset.interval === state.interval));
     }
@@ -498,5 +502,6 @@
   };
 
   state.symbol = readLocation();
+  markInterval();
   load();
 })();
