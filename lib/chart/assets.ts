@@ -1,7 +1,8 @@
 /**
  * The chart page's files, imported as text so a compiled binary carries them:
- * the page, its script and style, and TradingView's Lightweight Charts (its standalone
- * production build, which defines `window.LightweightCharts`) with its licence.
+ * the page, its scripts (chart.js loads and follows the data, view.js shows it) and style,
+ * and TradingView's Lightweight Charts (its standalone production build, which defines
+ * `window.LightweightCharts`) with its licence.
  *
  * The package's `exports` map only exposes its ES module build, which imports a second
  * package (fancy-canvas) that a browser would also need served. The standalone file is
@@ -10,6 +11,7 @@
  */
 import page from "./page/chart.html" with { type: "text" };
 import script from "./page/chart.js" with { type: "text" };
+import viewScript from "./page/view.js" with { type: "text" };
 import style from "./page/chart.css" with { type: "text" };
 import lightweightCharts from "../../node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js" with {
   type: "text",
@@ -28,6 +30,7 @@ export interface Asset {
 export const ASSETS: Record<string, Asset> = {
   "/": { body: page, contentType: "text/html; charset=utf-8" },
   "/assets/chart.js": { body: script, contentType: "text/javascript; charset=utf-8" },
+  "/assets/view.js": { body: viewScript, contentType: "text/javascript; charset=utf-8" },
   "/assets/chart.css": { body: style, contentType: "text/css; charset=utf-8" },
   "/assets/lightweight-charts.standalone.production.js": {
     body: lightweightCharts,
