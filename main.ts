@@ -36,6 +36,10 @@ export const COMMANDS: Record<string, { load: () => Promise<Task>; summary: stri
     load: () => import("./tasks/candles.ts"),
     summary: "print OHLCV candles, e.g. candles BTC/USD 14",
   },
+  chart: {
+    load: () => import("./tasks/chart.ts"),
+    summary: "serve a live candlestick chart on http://127.0.0.1:8080/",
+  },
   refresh: {
     load: () => import("./tasks/refresh.ts"),
     summary: "refresh the candle aggregates over a window",

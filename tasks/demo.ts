@@ -12,23 +12,35 @@ import { chooseMode, describeServer } from "../lib/db/server_info.ts";
 import { type CandleInterval, fetchCandles, formatCandles } from "../lib/candles/mod.ts";
 import { DEFAULT_SYMBOLS, runIngest, summaryLine } from "../lib/ingest.ts";
 import { startSimulator } from "../lib/simulator/mod.ts";
+import { type ChartServer, serveChart } from "../lib/chart/server.ts";
 
 const USAGE =
   `Usage: tickpipe demo [--duration 20] [--rate 40] [--symbols BTC/USD,ETH/USD,MSFT,AAPL]
+                    [--chart [--port 8080] [--host 127.0.0.1]]
 
 The whole pipeline with no account and no database server: starts the embedded
 PostgreSQL (unless DATABASE_URL is set) and the Twelve Data simulator, runs setup,
-ingests for --duration seconds, then prints BTC/USD's candles.`;
+ingests for --duration seconds, then prints BTC/USD's candles.
+
+  --chart     also serve the live chart (as \`tickpipe chart\` does) and keep ingesting
+              until Ctrl-C (or --duration, when given): open the URL it prints and
+              watch the minute candles form`;
 
 /** `tickpipe demo`: setup, simulator, ingest for a while, then the candles. */
 export function run(args: string[]): Promise<number> {
   return runMain(async () => {
     const { values } = parseFlags(args, {
-      duration: { type: "string", default: "20" },
+      duration: { type: "string" },
       rate: { type: "string", default: "40" },
       symbols: { type: "string" },
+      chart: { type: "boolean", default: false },
+      port: { type: "string", default: "8080" },
+      host: { type: "string", default: "127.0.0.1" },
     }, USAGE);
-    const durationS = numberFlag("duration", values.duration, USAGE, { min: 1, max: 86_400 })!;
+    // With --chart the demo runs until Ctrl-C unless told otherwise.
+    const durationS = numberFlag("duration", values.duration, USAGE, { min: 1, max: 86_400 }) ??
+      (values.chart ? undefined : 20);
+    const port = numberFlag("port", values.port, USAGE, { min: 0, max: 65535, integer: true })!;
     const rate = numberFlag("rate", values.rate, USAGE, { min: 1, max: 100_000 })!;
     const symbols = symbolsFlag(values.symbols, USAGE) ?? DEFAULT_SYMBOLS;
     const config = configFromFlags(values);
@@ -36,6 +48,7 @@ export function run(args: string[]): Promise<number> {
 
     const db = await openDatabase(config, { logger });
     const simulator = await startSimulator({ apiKey: "demo", rate, seed: 1, symbols, logger });
+    let chart: ChartServer | undefined;
     try {
       const info = db.server;
       const mode = chooseMode(info, { recorded: await recordedMode(db.sql) });
@@ -50,15 +63,34 @@ export function run(args: string[]): Promise<number> {
           ? `Schema created (${migrated.applied.map((m) => m.name).join(", ")})`
           : "Schema up to date",
       );
+      const symbol = symbols.includes("BTC/USD") ? "BTC/USD" : symbols[0]!;
+      if (values.chart) {
+        chart = serveChart({
+          sql: db.sql,
+          database: db.config,
+          hostname: values.host,
+          port,
+          logger,
+        });
+      }
       console.log(
-        `Simulator on ${simulator.wsUrl} at ${rate} ticks/s; ingesting ${
-          symbols.join(", ")
-        } for ${durationS} s...`,
+        `Simulator on ${simulator.wsUrl} at ${rate} ticks/s; ingesting ${symbols.join(", ")} ${
+          durationS === undefined ? "until Ctrl-C" : `for ${durationS} s`
+        }...`,
       );
+      if (chart) {
+        console.log(
+          `Chart on ${chart.url}?symbol=${encodeURIComponent(symbol)}&interval=1m ` +
+            `(open it: ${symbol} minute candles form live; Ctrl-C stops)`,
+        );
+      }
       const controller = new AbortController();
-      const timer = setTimeout(() => controller.abort(), durationS * 1000);
+      const timer = durationS === undefined
+        ? undefined
+        : setTimeout(() => controller.abort(), durationS * 1000);
       const stop = () => controller.abort();
       Deno.addSignalListener("SIGINT", stop);
+      Deno.addSignalListener("SIGTERM", stop);
       let summary;
       try {
         summary = await runIngest(db.sql, {
@@ -72,6 +104,9 @@ export function run(args: string[]): Promise<number> {
       } finally {
         clearTimeout(timer);
         Deno.removeSignalListener("SIGINT", stop);
+        Deno.removeSignalListener("SIGTERM", stop);
+        await chart?.close();
+        chart = undefined;
       }
       const sent = simulator.stats().price_events_sent;
       console.log(`\nIngested: ${summaryLine(summary)}`);
@@ -79,7 +114,6 @@ export function run(args: string[]): Promise<number> {
         `The simulator sent ${sent} ticks; ${summary.pipeline.written} rows were written.`,
       );
 
-      const symbol = symbols.includes("BTC/USD") ? "BTC/USD" : symbols[0]!;
       const now = Date.now();
       const views: [CandleInterval, number, string][] = [
         ["1d", 14 * 86_400_000, "daily candles, last 14 days"],
@@ -99,6 +133,8 @@ export function run(args: string[]): Promise<number> {
       }
       console.log(`
 Look further:
+  deno task chart                               the candles on a live chart: open http://127.0.0.1:8080/
+                                                (deno task demo --chart: ingest and chart until Ctrl-C)
   deno task candles ${symbol} 14                  daily candles (also --interval 1h|1m, --format csv|json)
   deno task candles ETH/USD --interval 1m       minute candles of another symbol${
         db.embedded
@@ -110,6 +146,7 @@ Look further:
   deno task db stop                             stop the embedded PostgreSQL (its data stays in ${config.dataDir}/)`);
       return 0;
     } finally {
+      await chart?.close();
       await simulator.close();
       await db.close();
     }

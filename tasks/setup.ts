@@ -2,26 +2,46 @@ import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { openDatabase } from "../lib/db/connection.ts";
 import { migrate, recordedMode } from "../lib/db/migrations.ts";
+import { grantReader, READER_NAME_RE } from "../lib/db/reader.ts";
+import { readCandleMode } from "../lib/candles/query.ts";
 import { chooseMode, describeServer, type RequestedMode } from "../lib/db/server_info.ts";
 
-const USAGE =
-  `Usage: tickpipe setup [--mode auto|timescaledb|portable] [--log-level L] [--log-format text|json]
+const USAGE = `Usage: tickpipe setup [--mode auto|timescaledb|portable] [--reader NAME]
+                     [--log-level L] [--log-format text|json]
 
 Creates or updates the schema (tables, candles, policies). Safe to run again.
 --mode auto (the default) keeps the mode the database was set up in, else uses TimescaleDB
-when the server has it (2.9 or later, preloaded), else plain PostgreSQL (portable).`;
+when the server has it (2.9 or later, preloaded), else plain PostgreSQL (portable).
+
+  --reader NAME   also create (or update) NAME, a login role that can only read the
+                  candles, ticks and assets (for Grafana); it prints how to set its
+                  password with psql, which never passes through tickpipe`;
 
 /** `tickpipe setup`: applies the schema migrations in the mode the server supports. */
 export function run(args: string[]): Promise<number> {
   return runMain(async () => {
-    const { values } = parseFlags(args, { mode: { type: "string", default: "auto" } }, USAGE);
+    const { values } = parseFlags(args, {
+      mode: { type: "string", default: "auto" },
+      reader: { type: "string" },
+    }, USAGE);
     if (!["auto", "timescaledb", "portable"].includes(values.mode)) {
       throw new UsageError(`--mode must be auto, timescaledb or portable\n${USAGE}`);
+    }
+    if (values.reader !== undefined && !READER_NAME_RE.test(values.reader)) {
+      throw new UsageError(
+        `--reader must be a role name of lower-case letters, digits and _ (not pg_...), ` +
+          `e.g. grafana_reader\n${USAGE}`,
+      );
     }
     const config = configFromFlags(values);
     const logger = loggerFor(config);
     const db = await openDatabase(config, { logger, max: 1 });
     try {
+      if (values.reader === db.config.user) {
+        throw new UsageError(
+          `--reader must name another role than "${db.config.user}", the one setup connects as`,
+        );
+      }
       const info = db.server;
       const mode = chooseMode(info, {
         requested: values.mode as RequestedMode,
@@ -40,6 +60,27 @@ export function run(args: string[]): Promise<number> {
           `Applied ${result.applied.length} migration(s): ${
             result.applied.map((m) => `${String(m.version).padStart(3, "0")}_${m.name}`).join(", ")
           }`,
+        );
+      }
+      if (values.reader !== undefined) {
+        const reader = await grantReader(db.sql, values.reader, {
+          mode: await readCandleMode(db.sql),
+        });
+        console.log(
+          `${reader.created ? "Created" : "Updated"} the reader role "${values.reader}": it can ` +
+            `log in and SELECT ${reader.granted.join(", ")}; nothing else of tickpipe's`,
+        );
+        for (const warning of reader.warnings) console.log(`Warning: ${warning}`);
+        // psql's \password asks twice, without echo, and sends only a SCRAM hash.
+        const psql = db.embedded
+          ? db.embedded.psql
+          : db.config.source === "DATABASE_URL"
+          ? `psql "$DATABASE_URL"`
+          : "psql";
+        console.log(
+          `Set its password (psql asks for it; it is neither shown nor logged):\n` +
+            `  ${psql} -c '\\password ${values.reader}'\n` +
+            `Then give it to Grafana as TICKPIPE_GRAFANA_PASSWORD (see grafana/datasource.yaml).`,
         );
       }
       if (db.embedded) {

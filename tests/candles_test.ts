@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Sql } from "postgres";
 import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
+import { type CandleTick as Tick, insertTicks, seqOf } from "./_support/ticks.ts";
 import { MIGRATIONS, renderMigration } from "../lib/db/migrations.ts";
 import {
   CANDLE_RELATIONS,
@@ -19,19 +20,6 @@ import { run as refreshTask } from "../tasks/refresh.ts";
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
-
-interface Tick {
-  symbol: string;
-  /** Milliseconds since epoch (whole seconds, like Twelve Data). */
-  time: number;
-  /** Arrival ordinal among the symbol's ticks with this timestamp. */
-  ordinal: number;
-  price: number;
-  volume: string | null;
-  dayVolume: string | null;
-}
-
-const seqOf = (t: Tick) => BigInt(t.time) * 1000n + BigInt(t.ordinal);
 
 /** Midnight UTC two days ago: the fixture straddles the midnight starting that day. */
 const startOfTodayUtc = () => Math.floor(Date.now() / DAY) * DAY;
@@ -114,18 +102,6 @@ function fixture(): Fixture {
     { ...btc(0, 0, 106, "0.5", "5.75"), time: now - 30 * s },
   ];
   return { early, late, today, midnight: d };
-}
-
-async function insertTicks(sql: Sql, ticks: Tick[]): Promise<void> {
-  await sql`
-    INSERT INTO crypto_ticks ("time", symbol, price, day_volume, volume, seq)
-    SELECT * FROM unnest(
-      ${ticks.map((t) => new Date(t.time).toISOString())}::timestamptz[],
-      ${ticks.map((t) => t.symbol)}::text[],
-      ${ticks.map((t) => t.price)}::float8[],
-      ${ticks.map((t) => t.dayVolume)}::numeric[],
-      ${ticks.map((t) => t.volume)}::numeric[],
-      ${ticks.map((t) => seqOf(t).toString())}::bigint[])`;
 }
 
 interface Expected {

@@ -111,6 +111,7 @@ Deno.test("The tutorial's INSERTs work next to tickpipe's rows and land in the c
       volume: "3",
       ticks: 7,
       dayVolume: "1011",
+      pv: 101 * 1 + 102 * 2,
     };
     // ETH's first minute holds external rows only: no volume, no VWAP.
     const eth = {
@@ -123,6 +124,7 @@ Deno.test("The tutorial's INSERTs work next to tickpipe's rows and land in the c
       vwap: null,
       ticks: 2,
       dayVolume: "51",
+      pv: null,
     };
     const check = async (label: string, coarse: boolean) => {
       const read = (symbol: string, interval: "1m" | "1h" | "1d") =>

@@ -7,9 +7,9 @@ import assert from "node:assert/strict";
 import { Logger } from "../lib/log.ts";
 import { type IngestSummary, runIngest } from "../lib/ingest.ts";
 import type { SimulatorHandle } from "../lib/simulator/mod.ts";
-import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
+import { assertDemoWroteAllSent, createTestDatabase, type TestDatabase } from "./_support/db.ts";
 import { TEST_KEY, withSimulator } from "./_support/sim.ts";
-import { runDeno, taskPermissions } from "./_support/run.ts";
+import { runDeno, taskDataDir, taskPermissions } from "./_support/run.ts";
 import { databaseUrl } from "./_support/url.ts";
 import { duplicates, rowsBySymbol } from "./_support/rows.ts";
 
@@ -26,12 +26,6 @@ async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 60
     if (Date.now() > deadline) throw new Error("Timed out waiting for a condition");
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-}
-
-/** A fresh data directory under .data/, the only place the tasks may write. */
-async function taskDataDir(prefix: string): Promise<string> {
-  await Deno.mkdir(".data", { recursive: true });
-  return await Deno.makeTempDir({ dir: ".data", prefix });
 }
 
 /** Runs ingest against `sim` until `during` returns, then stops it gracefully. */
@@ -307,12 +301,7 @@ Deno.test("demo runs setup, ingests from the simulator and prints candles, all r
       result.stdout,
       /Schema created \(ticks, ingest_batches, candles, external_writes, quarantine, ingest_leases[,)]/,
     );
-    const [, sent, written] =
-      /The simulator sent (\d+) ticks; (\d+) rows were written\./.exec(result.stdout) ?? [];
-    assert.ok(Number(sent) > 0, result.stdout);
-    assert.equal(written, sent);
-    const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM crypto_ticks`;
-    assert.equal(row!.n, Number(sent));
+    await assertDemoWroteAllSent(result.stdout, db.sql);
     for (const title of ["daily candles", "hourly candles", "one-minute candles"]) {
       assert.match(
         result.stdout,
@@ -320,6 +309,7 @@ Deno.test("demo runs setup, ingests from the simulator and prints candles, all r
       );
     }
     assert.match(result.stdout, /deno task candles BTC\/USD 14/);
+    assert.match(result.stdout, /deno task chart .*open http:\/\/127\.0\.0\.1:8080\//);
   } finally {
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     await db.drop();

@@ -35,12 +35,12 @@ const FILE_COLUMNS = [
 export function formatCandles(candles: Candle[], options: FormatOptions): string {
   switch (options.format) {
     case "json":
-      return JSON.stringify(candles.map(toRecord), null, 2) + "\n";
+      return JSON.stringify(candles.map(candleRecord), null, 2) + "\n";
     case "csv":
       return [
         FILE_COLUMNS.join(","),
         ...candles.map((c) => {
-          const r = toRecord(c);
+          const r = candleRecord(c);
           return FILE_COLUMNS.map((k) => csvField(r[k])).join(",");
         }),
       ].join("\n") + "\n";
@@ -49,7 +49,11 @@ export function formatCandles(candles: Candle[], options: FormatOptions): string
   }
 }
 
-function toRecord(c: Candle) {
+/**
+ * A candle as JSON-ready data: the record of `--format json` and of the chart's API
+ * (bucket as an ISO 8601 UTC instant, NUMERIC volumes as numbers).
+ */
+export function candleRecord(c: Candle) {
   return {
     bucket: c.bucket.toISOString(),
     symbol: c.symbol,

@@ -1,4 +1,6 @@
 export * from "./query.ts";
 export * from "./format.ts";
+export * from "./fold.ts";
 export * from "./refresh.ts";
+export * from "./symbols.ts";
 export * from "./time.ts";

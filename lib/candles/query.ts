@@ -31,6 +31,8 @@ export interface Candle {
   ticks: number;
   /** The running day volume of the bucket's last tick. */
   dayVolume: string | null;
+  /** Sum of price × volume, so candles re-aggregate exactly (vwap = pv / volume). */
+  pv: number | null;
 }
 
 /** Which candles to read: `bucket >= from AND bucket < to`. */
@@ -57,6 +59,7 @@ interface CandleRow {
   vwap: number | null;
   ticks: number;
   day_volume: string | null;
+  pv: number | null;
 }
 
 const toCandle = (row: CandleRow): Candle => ({
@@ -70,6 +73,7 @@ const toCandle = (row: CandleRow): Candle => ({
   vwap: row.vwap,
   ticks: row.ticks,
   dayVolume: row.day_volume,
+  pv: row.pv,
 });
 
 /** True for `UTC` and its aliases, where the stored daily candles already apply. */
@@ -108,7 +112,7 @@ export async function fetchCandles(
   try {
     return (await candleStatement(sql, query, mode)).map(toCandle);
   } catch (error) {
-    throw explain(error);
+    throw explainCandleError(error);
   }
 }
 
@@ -130,7 +134,7 @@ export function candleStatement(sql: Sql, query: CandleQuery, mode: SchemaMode) 
       WHERE symbol = ${query.symbol}
         AND bucket >= ${query.from}::timestamptz AND bucket < ${query.to}::timestamptz`;
   return sql<CandleRow[]>`
-    SELECT bucket, symbol, open, high, low, close, volume, vwap, ticks, day_volume
+    SELECT bucket, symbol, open, high, low, close, volume, vwap, ticks, day_volume, pv
     FROM ${source}
     ORDER BY bucket`;
 }
@@ -164,7 +168,8 @@ function zonedDailyCandles(sql: Sql, query: CandleQuery, timeZone: string, mode:
         sum(volume) AS volume,
         sum(pv) / NULLIF(sum(volume), 0) AS vwap,
         sum(ticks)::integer AS ticks,
-        (array_agg(day_volume ORDER BY bucket))[count(*)] AS day_volume
+        (array_agg(day_volume ORDER BY bucket))[count(*)] AS day_volume,
+        sum(pv) AS pv
       FROM ${hours}
       GROUP BY 1, symbol
     ) AS day
@@ -187,29 +192,29 @@ export async function isKnownSymbol(sql: Sql, symbol: string, mode: SchemaMode):
           OR EXISTS (SELECT 1 FROM crypto_ticks WHERE symbol = ${symbol}) AS known`;
     return row?.known ?? false;
   } catch (error) {
-    throw explain(error);
+    throw explainCandleError(error);
   }
 }
 
 /**
- * The mode the schema was built in (from `tickpipe_migrations`). Throws a `UserError`
- * when the candle migration has not been applied.
+ * The mode the candles were built in, read from the catalog: portable mode's migration
+ * creates `tickpipe_candles(...)`, TimescaleDB mode's does not. No table is read, so a
+ * reader role (`setup --reader`), which may not read `tickpipe_migrations`, can ask too.
+ * Throws a `UserError` when the candle migration has not been applied.
  */
 export async function readCandleMode(sql: Sql): Promise<SchemaMode> {
-  try {
-    const [row] = await sql<{ mode: SchemaMode; candles: boolean }[]>`
-      SELECT mode, EXISTS (SELECT 1 FROM tickpipe_migrations WHERE name = 'candles') AS candles
-      FROM tickpipe_migrations ORDER BY version LIMIT 1`;
-    if (row?.candles) return row.mode;
-  } catch (error) {
-    if ((error as { code?: string }).code !== "42P01") throw error;
-  }
+  const [row] = await sql<{ candles: boolean; portable: boolean }[]>`
+    SELECT to_regclass('one_minute_candle') IS NOT NULL AS candles,
+      to_regprocedure('tickpipe_candles(text, timestamptz, timestamptz)') IS NOT NULL
+        AS portable`;
+  if (row?.candles) return row.portable ? "portable" : "timescaledb";
   throw new UserError(
     "Cannot read candles: this database has no candle schema yet (run `deno task setup`)",
   );
 }
 
-function explain(error: unknown): unknown {
+/** A missing candle relation becomes a `UserError` saying to run setup; others pass through. */
+export function explainCandleError(error: unknown): unknown {
   const e = error as { code?: string; message?: string };
   if (e?.code === "42P01") {
     return new UserError(

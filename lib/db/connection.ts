@@ -76,6 +76,10 @@ export function describeDatabaseError(error: unknown, database: DatabaseConfig):
       return `${where}: timed out (unreachable host or blocked port)`;
     case "ECONNRESET":
       return `${where}: the connection was reset (TLS mismatch or server restart?)`;
+    case "CONNECTION_CLOSED":
+    case "CONNECTION_ENDED":
+    case "CONNECTION_DESTROYED":
+      return `${where}: the connection was closed (server restart or network cut?)`;
     case "28P01":
       return `${where}: password authentication failed for user "${database.user}"`;
     case "28000":
@@ -90,26 +94,54 @@ export function describeDatabaseError(error: unknown, database: DatabaseConfig):
   return `${where}: ${redact(message)}`;
 }
 
-/** A connected database: the pool, its settings and, if it was started, the embedded server. */
-export interface Database {
+/**
+ * True when `error` says the database cannot be reached or used at all (refused, timed
+ * out, reset, shutting down, wrong password, missing database), as opposed to one
+ * statement failing: the errors `describeDatabaseError` is meant for.
+ */
+export function isConnectionFailure(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code !== "string") return false;
+  // Else SQLSTATE classes 08 (connection), 57 (shutdown), 28 (authorization), 3D (database).
+  return CONNECTION_ERRORS.has(code) || /^(08|57|28|3D)[0-9A-Z]{3}$/.test(code);
+}
+
+/** Socket errors, and postgres.js' own codes for a connection it lost or could not open. */
+const CONNECTION_ERRORS = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EPIPE",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+]);
+
+/** An open pool, its settings and, if it was started, the embedded server. */
+export interface Pool {
   sql: Sql;
   config: DatabaseConfig;
-  /** What the server offers (versions, TimescaleDB), read when connecting. */
-  server: ServerInfo;
   embedded: EmbeddedServer | undefined;
   close(): Promise<void>;
 }
 
+/** A checked database: a `Pool` and what its server offers. */
+export interface Database extends Pool {
+  /** What the server offers (versions, TimescaleDB), read when connecting. */
+  server: ServerInfo;
+}
+
 /**
- * Connects to the configured database, or, when none is configured, starts (or
- * reuses) the embedded PostgreSQL under the data directory. Checks the connection
- * once, so a wrong password or an unreachable host fails here with one line, and so does
- * a database whose TimescaleDB the server cannot load.
+ * Opens a pool on the configured database, or, when none is configured, starts (or reuses)
+ * the embedded PostgreSQL under the data directory; does not check the connection (for a
+ * server that waits for the database to come back, like the chart).
  */
-export async function openDatabase(
-  config: Config,
-  options: ConnectOptions = {},
-): Promise<Database> {
+export async function openPool(config: Config, options: ConnectOptions = {}): Promise<Pool> {
   const logger = options.logger ?? silentLogger;
   let embedded: EmbeddedServer | undefined;
   let database = config.database;
@@ -123,20 +155,26 @@ export async function openDatabase(
     );
   }
   const sql = connect(database, { max: config.poolSize, ...options });
+  return { sql, config: database, embedded, close: () => sql.end({ timeout: 5 }) };
+}
+
+/**
+ * As `openPool`, then checks the connection once, so a wrong password or an unreachable host
+ * fails here with one line, and so does a database whose TimescaleDB the server cannot load.
+ */
+export async function openDatabase(
+  config: Config,
+  options: ConnectOptions = {},
+): Promise<Database> {
+  const pool = await openPool(config, options);
   let server: ServerInfo;
   try {
-    server = await readServerInfo(sql);
-    assertTimescaleLoadable(server, `database "${database.database}"`);
+    server = await readServerInfo(pool.sql);
+    assertTimescaleLoadable(server, `database "${pool.config.database}"`);
   } catch (error) {
-    await sql.end({ timeout: 1 }).catch(() => {});
+    await pool.sql.end({ timeout: 1 }).catch(() => {});
     if (error instanceof UserError) throw error;
-    throw new UserError(describeDatabaseError(error, database), { cause: error });
+    throw new UserError(describeDatabaseError(error, pool.config), { cause: error });
   }
-  return {
-    sql,
-    config: database,
-    server,
-    embedded,
-    close: () => sql.end({ timeout: 5 }),
-  };
+  return { ...pool, server };
 }

@@ -44,7 +44,7 @@ export const MIN_TIME_MS = Date.UTC(2000, 0, 1);
 /** How far ahead of the local clock a tick may be (clock skew, not a bug upstream). */
 export const MAX_FUTURE_MS = 5 * 60_000;
 /** A plausible ticker: letters, digits and `/ . : - _ ^ =`, at most 32 characters. */
-const SYMBOL_RE = /^[A-Za-z0-9/.:\-_^=]{1,32}$/;
+export const SYMBOL_RE = /^[A-Za-z0-9/.:\-_^=]{1,32}$/;
 
 /**
  * Converts a Twelve Data timestamp to epoch milliseconds: values above 1e12 are already

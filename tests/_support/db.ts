@@ -4,6 +4,7 @@
  * engine answers; else the embedded PostgreSQL under .data/test. Each test gets a
  * fresh database of its own on that server.
  */
+import assert from "node:assert/strict";
 import type { Sql } from "postgres";
 import type { DatabaseConfig } from "../../lib/config.ts";
 import { loadConfig } from "../../lib/config.ts";
@@ -155,4 +156,29 @@ export async function createTestDatabase(
       );
     },
   };
+}
+
+let roles = 0;
+
+/** A role name no other test (or test process) uses: roles are global to the server. */
+export function uniqueRoleName(prefix: string): string {
+  return `${prefix}_${Date.now().toString(36)}_${Deno.pid}_${roles++}`;
+}
+
+/** Drops `name` from the test server (after the databases it had grants in are dropped). */
+export async function dropRole(server: TestServer, name: string): Promise<void> {
+  await onAdmin(server, (admin) => admin`DROP ROLE IF EXISTS ${admin(name)}`);
+}
+
+/**
+ * Checks a demo run's own accounting against the database: it says the simulator sent N
+ * ticks and N rows were written, and crypto_ticks holds N rows.
+ */
+export async function assertDemoWroteAllSent(stdout: string, sql: Sql): Promise<void> {
+  const [, sent, written] =
+    /The simulator sent (\d+) ticks; (\d+) rows were written\./.exec(stdout) ?? [];
+  assert.ok(Number(sent) > 0, stdout);
+  assert.equal(written, sent);
+  const [row] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM crypto_ticks`;
+  assert.equal(row!.n, Number(sent));
 }

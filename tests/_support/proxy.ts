@@ -18,7 +18,8 @@ export interface Proxy {
 
 /** Starts a proxy on 127.0.0.1 to `host:port` (a `DatabaseConfig` will do). */
 export function startProxy(target: { host: string; port: number }): Proxy {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
   const open = new Set<Deno.Conn>();
   const pumps = new Set<Promise<void>>();
   let frozen: PromiseWithResolvers<void> | undefined;
@@ -52,12 +53,8 @@ export function startProxy(target: { host: string; port: number }): Proxy {
     }
   }
 
-  const accepting = (async () => {
-    for await (const client of listener) {
-      if (refusing || closing) {
-        client.close();
-        continue;
-      }
+  const accept = async (on: Deno.Listener) => {
+    for await (const client of on) {
       let server: Deno.Conn;
       try {
         server = await Deno.connect({ hostname: target.host, port: target.port });
@@ -72,10 +69,11 @@ export function startProxy(target: { host: string; port: number }): Proxy {
         p.finally(() => pumps.delete(p));
       }
     }
-  })().catch(() => {});
+  };
+  let accepting = accept(listener).catch(() => {});
 
   return {
-    port: (listener.addr as Deno.NetAddr).port,
+    port,
     freeze() {
       frozen ??= Promise.withResolvers<void>();
     },
@@ -84,17 +82,23 @@ export function startProxy(target: { host: string; port: number }): Proxy {
       frozen = undefined;
     },
     cut() {
+      if (refusing) return;
       refusing = true;
+      // A closed port refuses at once, as a stopped server's does.
+      listener.close();
       for (const conn of [...open]) closeQuietly(conn);
     },
     restore() {
+      if (!refusing || closing) return;
       refusing = false;
+      listener = Deno.listen({ hostname: "127.0.0.1", port });
+      accepting = accept(listener).catch(() => {});
     },
     async close() {
       closing = true;
       this.thaw();
       for (const conn of [...open]) closeQuietly(conn);
-      listener.close();
+      if (!refusing) listener.close();
       await accepting;
       await Promise.all([...pumps]);
     },

@@ -39,3 +39,9 @@ export function taskPermissions(name: string): string[] {
   if (!command) throw new TypeError(`deno.json has no task "${name}"`);
   return command.split(/\s+/).filter((word) => word.startsWith("--"));
 }
+
+/** A fresh data directory under .data/, where the tasks' permissions let them write. */
+export async function taskDataDir(prefix: string): Promise<string> {
+  await Deno.mkdir(".data", { recursive: true });
+  return await Deno.makeTempDir({ dir: ".data", prefix });
+}

@@ -1,3 +1,4 @@
+import type { Sql } from "postgres";
 import type { Row } from "../../lib/pipeline/sequencer.ts";
 import { TickSequencer } from "../../lib/pipeline/sequencer.ts";
 import type { Tick } from "../../lib/pipeline/tick.ts";
@@ -39,4 +40,32 @@ export function makeTicks(
 export function makeRows(n: number, options: { symbols?: number; offset?: number } = {}): Row[] {
   const sequencer = new TickSequencer();
   return makeTicks(n, options).map((t) => sequencer.assign(t));
+}
+
+/** A tick as stored, for candle tests: exact volumes, and seq from time and ordinal. */
+export interface CandleTick {
+  symbol: string;
+  /** Milliseconds since epoch (whole seconds, like Twelve Data). */
+  time: number;
+  /** Arrival ordinal among the symbol's ticks with this timestamp. */
+  ordinal: number;
+  price: number;
+  volume: string | null;
+  dayVolume: string | null;
+}
+
+/** The tick's seq, as the sequencer assigns it: time in microseconds plus the ordinal. */
+export const seqOf = (t: CandleTick) => BigInt(t.time) * 1000n + BigInt(t.ordinal);
+
+/** Inserts `ticks` into crypto_ticks in one statement. */
+export async function insertTicks(sql: Sql, ticks: CandleTick[]): Promise<void> {
+  await sql`
+    INSERT INTO crypto_ticks ("time", symbol, price, day_volume, volume, seq)
+    SELECT * FROM unnest(
+      ${ticks.map((t) => new Date(t.time).toISOString())}::timestamptz[],
+      ${ticks.map((t) => t.symbol)}::text[],
+      ${ticks.map((t) => t.price)}::float8[],
+      ${ticks.map((t) => t.dayVolume)}::numeric[],
+      ${ticks.map((t) => t.volume)}::numeric[],
+      ${ticks.map((t) => seqOf(t).toString())}::bigint[])`;
 }
