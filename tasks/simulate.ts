@@ -13,7 +13,10 @@ const USAGE = `Usage: deno task simulate [--port 8765] [--api-key demo] [--rate 
 Serves a Twelve Data look-alike on 127.0.0.1: the WebSocket at /v1/quotes/price, REST
 (/time_series, /quote, /cryptocurrencies, /api_usage), GET /stats, and faults by flag or
 by POST /control/drop, /control/stall?ms=5000, /control/malformed?count=10,
-/control/edge?count=4, /control/refuse-key?on=1, /control/rate?value=max.
+/control/edge?count=4, /control/refuse-key?on=1, /control/rate?value=max,
+/control/credits?per_minute=8&per_day=800 (REST credit limits: 429 past them).
+/time_series serves the 1-minute bars of every tick the market made since the start
+(sent or not: the market goes on while a client is disconnected), synthetic before.
 --symbols adds symbols to the built-in catalog; a number N adds SYM001/USD..SYMnnn/USD.
 --max-ticks N stops sending price events after N in total (benchmarks: exactly N ticks).`;
 
