@@ -1,5 +1,9 @@
 import type { Sql } from "postgres";
+import { BackgroundBackfiller } from "./backfill/background.ts";
+import type { Clock } from "./backfill/clock.ts";
+import { readCandleMode } from "./candles/query.ts";
 import { UserError } from "./errors.ts";
+import { GapRecorder } from "./gaps/recorder.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { type Metric, type MetricsServer, serveMetrics } from "./metrics.ts";
 import { IngestPipeline, type PipelineOptions, type PipelineStats } from "./pipeline/pipeline.ts";
@@ -33,6 +37,14 @@ export interface IngestOptions {
   };
   /** Called with every summary (for tests and the demo). */
   onSummary?: (summary: IngestSummary) => void;
+  /** The gap log: how often the run records its heartbeat (default 10 s). */
+  gaps?: { heartbeatMs?: number };
+  /**
+   * Backfill on reconnect: fill each gap the stream closes from REST bars in the background,
+   * within `perHour` API credits an hour, `delayMs` after the gap (default 60 s). Off when
+   * absent (the ingest task turns it on unless `--no-backfill`).
+   */
+  backfill?: { perHour: number; delayMs?: number; clock?: Clock } | undefined;
 }
 
 /** What an ingest run did, as of the moment it is taken. */
@@ -136,24 +148,61 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
     logger,
     ...options.pipeline,
   });
-  const onEvent = (event: TwelveDataEvent) => {
-    // The client's schema has checked the event: the pipeline's fast path does the rest.
-    if (event.event === "price") pipeline.pushPrice(event);
-  };
-  let client: TwelveDataClient;
+  let client: TwelveDataClient | undefined;
+  let backfiller: BackgroundBackfiller | undefined;
+  let recorder: GapRecorder;
   try {
-    client = new TwelveDataClient({ ...options.twelveData, logger, onEvent, ...options.client });
+    recorder = await GapRecorder.start(sql, {
+      symbols: options.symbols,
+      lastTicks: () => client?.stats().lastTickMs ?? {},
+      heartbeatMs: options.gaps?.heartbeatMs,
+      onClosed: (gaps) => backfiller?.enqueue(gaps),
+      logger,
+    });
   } catch (error) {
-    // Bad client options: release what the pipeline opened before failing.
     await pipeline.close();
     throw error;
   }
+  const gaps = recorder;
+  const onEvent = (event: TwelveDataEvent) => {
+    // The client's schema has checked the event: the pipeline's fast path does the rest.
+    if (event.event === "price") {
+      const result = pipeline.pushPrice(event);
+      if (result === "dropped") gaps.dropped(event.symbol, event.timeMs);
+      else if (result !== "rejected") gaps.tick(event.symbol, event.timeMs);
+    }
+  };
+  try {
+    client = new TwelveDataClient({
+      ...options.twelveData,
+      logger,
+      onEvent,
+      onConnection: (event) => gaps.connection(event),
+      ...options.client,
+    });
+    if (options.backfill) {
+      backfiller = new BackgroundBackfiller(sql, {
+        twelveData: options.twelveData,
+        mode: await readCandleMode(sql),
+        perHour: options.backfill.perHour,
+        delayMs: options.backfill.delayMs,
+        clock: options.backfill.clock,
+        logger,
+      });
+    }
+  } catch (error) {
+    // Bad client options: release what the pipeline and the gap log opened before failing.
+    await gaps.stop();
+    await pipeline.close();
+    throw error;
+  }
+  const stream = client;
 
   let lastTicks = 0;
   let lastAt = started;
   const snapshot = (): IngestSummary => {
     const now = performance.now();
-    const clientStats = client.stats();
+    const clientStats = stream.stats();
     const ticksPerS = now > lastAt ? (clientStats.ticks - lastTicks) / ((now - lastAt) / 1000) : 0;
     return {
       client: clientStats,
@@ -203,19 +252,22 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
       logger.info(`Serving metrics on http://127.0.0.1:${metrics.port}/metrics and /healthz`);
     }
 
-    client.subscribe(options.symbols);
+    stream.subscribe(options.symbols);
     const stopped = new Promise<void>((resolve) => {
       if (options.signal.aborted) resolve();
       options.signal.addEventListener("abort", () => resolve(), { once: true });
     });
     // start() rejects only for a refused key; network faults are retried inside.
-    await Promise.race([client.start(), stopped]);
-    await Promise.race([stopped, client.closed]);
+    await Promise.race([stream.start(), stopped]);
+    await Promise.race([stopped, stream.closed]);
     logger.info("Stopping: closing the WebSocket gracefully, then writing everything held");
   } finally {
     clearInterval(summaryTimer);
-    await client.close().catch((error) => logger.warn(`WebSocket close: ${error.message}`));
+    await backfiller?.stop();
+    await stream.close().catch((error) => logger.warn(`WebSocket close: ${error.message}`));
     await pipeline.close();
+    // After the pipeline has written what it held: the stop's gaps start at the last tick.
+    await gaps.stop();
     await metrics?.close();
     globalThis.removeEventListener("unhandledrejection", onUnhandled);
   }

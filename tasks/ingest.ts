@@ -5,10 +5,17 @@ import { checkSchema, DEFAULT_SYMBOLS, runIngest } from "../lib/ingest.ts";
 import { clientOptionsFromConfig } from "../lib/twelvedata/mod.ts";
 
 const USAGE = `Usage: tickpipe ingest [--symbols BTC/USD,ETH/USD,MSFT,AAPL] [--metrics-port 9464]
-                       [--batch-size 5000] [--flush-ms 100] [--log-level L] [--log-format text|json]
+                       [--batch-size 5000] [--flush-ms 100] [--no-backfill]
+                       [--backfill-budget 30] [--log-level L] [--log-format text|json]
 
 Streams Twelve Data prices into crypto_ticks until SIGINT/SIGTERM, then closes the
-WebSocket gracefully, writes everything it holds, and exits 0.`;
+WebSocket gracefully, writes everything it holds, and exits 0. Every gap in the stream
+(a drop, a stall, a refused symbol, a stop) goes to the gap log (deno task gaps); after a
+reconnect the gap is filled from REST 1-minute bars in the background, within
+--backfill-budget API credits an hour (default 30; 1 credit fills up to 4,999 minutes
+of one symbol), unless --no-backfill.`;
+
+const DEFAULT_BACKFILL_BUDGET = 30;
 
 /** `tickpipe ingest`: the tutorial's WebsocketPipeline, production-grade. */
 export function run(args: string[]): Promise<number> {
@@ -18,6 +25,8 @@ export function run(args: string[]): Promise<number> {
       "metrics-port": { type: "string" },
       "batch-size": { type: "string" },
       "flush-ms": { type: "string" },
+      "no-backfill": { type: "boolean" },
+      "backfill-budget": { type: "string" },
     }, USAGE);
     const symbols = values.symbols
       ? values.symbols.split(",").map((s) => s.trim()).filter(Boolean)
@@ -33,6 +42,10 @@ export function run(args: string[]): Promise<number> {
       integer: true,
     });
     const maxWaitMs = numberFlag("flush-ms", values["flush-ms"], USAGE, { min: 1, integer: true });
+    const budget = numberFlag("backfill-budget", values["backfill-budget"], USAGE, {
+      min: 1,
+      integer: true,
+    }) ?? DEFAULT_BACKFILL_BUDGET;
 
     const config = configFromFlags(values);
     const logger = loggerFor(config);
@@ -55,6 +68,7 @@ export function run(args: string[]): Promise<number> {
           ...(maxBatch ? { maxBatch } : {}),
           ...(maxWaitMs ? { maxWaitMs } : {}),
         },
+        backfill: values["no-backfill"] ? undefined : { perHour: budget },
       });
       return 0;
     } finally {

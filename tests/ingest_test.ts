@@ -315,7 +315,7 @@ Deno.test("demo runs setup, ingests from the simulator and prints candles, all r
       result.stdout,
       /^(PostgreSQL [\d.]+ \(portable mode|TimescaleDB [\d.]+ on PostgreSQL)/,
     );
-    assert.match(result.stdout, /Schema created \(ticks, ingest_batches, candles\)/);
+    assert.match(result.stdout, /Schema created \(ticks, ingest_batches, candles(, \w+)*\)/);
     const [, sent, written] =
       /The simulator sent (\d+) ticks; (\d+) rows were written\./.exec(result.stdout) ?? [];
     assert.ok(Number(sent) > 0, result.stdout);

@@ -27,10 +27,12 @@ export interface Candle {
   volume: string | null;
   /** Volume-weighted average price; null without volume. */
   vwap: number | null;
-  /** Number of ticks in the bucket. */
+  /** Number of streamed ticks in the bucket (REST bars not counted). */
   ticks: number;
   /** The running day volume of the bucket's last tick. */
   dayVolume: string | null;
+  /** Minutes of the bucket filled from REST 1-minute bars (`deno task backfill`). */
+  filled: number;
 }
 
 /** Which candles to read: `bucket >= from AND bucket < to`. */
@@ -57,6 +59,7 @@ interface CandleRow {
   vwap: number | null;
   ticks: number;
   day_volume: string | null;
+  filled: number;
 }
 
 const toCandle = (row: CandleRow): Candle => ({
@@ -70,6 +73,7 @@ const toCandle = (row: CandleRow): Candle => ({
   vwap: row.vwap,
   ticks: row.ticks,
   dayVolume: row.day_volume,
+  filled: row.filled,
 });
 
 /** True for `UTC` and its aliases, where the stored daily candles already apply. */
@@ -130,7 +134,7 @@ export function candleStatement(sql: Sql, query: CandleQuery, mode: SchemaMode) 
       WHERE symbol = ${query.symbol}
         AND bucket >= ${query.from}::timestamptz AND bucket < ${query.to}::timestamptz`;
   return sql<CandleRow[]>`
-    SELECT bucket, symbol, open, high, low, close, volume, vwap, ticks, day_volume
+    SELECT bucket, symbol, open, high, low, close, volume, vwap, ticks, day_volume, filled
     FROM ${source}
     ORDER BY bucket`;
 }
@@ -164,7 +168,9 @@ function zonedDailyCandles(sql: Sql, query: CandleQuery, timeZone: string, mode:
         sum(volume) AS volume,
         sum(pv) / NULLIF(sum(volume), 0) AS vwap,
         sum(ticks)::integer AS ticks,
-        (array_agg(day_volume ORDER BY bucket))[count(*)] AS day_volume
+        (array_agg(day_volume ORDER BY bucket) FILTER (WHERE day_volume IS NOT NULL))
+          [count(day_volume)] AS day_volume,
+        sum(filled)::integer AS filled
       FROM ${hours}
       GROUP BY 1, symbol
     ) AS day

@@ -8,9 +8,19 @@ export interface RefreshWindow {
   to?: Date | undefined;
 }
 
+const BUCKET_MS: Record<string, number> = { "1m": 60_000, "1h": 3_600_000, "1d": 86_400_000 };
+
 /**
  * Refreshes the continuous aggregates over `window`, finest first (1m → 1h → 1d), since
  * each level is computed from the one below. TimescaleDB mode only.
+ *
+ * A refresh rewrites only the buckets entirely inside its window and moves the aggregate's
+ * watermark to the window's end, below which queries read materialized rows only. So each
+ * level's window is widened to whole buckets of that level (a few filled minutes refresh
+ * their hour and their day), but never past the start of the level's current bucket: an
+ * unfinished bucket stays real-time instead of being frozen until the next policy run.
+ * An open start is cheap: a refresh recomputes only what was invalidated (or never
+ * materialized) in its window, which is why a backfill refreshes from the start of history.
  *
  * `refresh_continuous_aggregate` commits internally and refuses to run inside a
  * transaction block, so each CALL goes out as its own statement on the pool (autocommit),
@@ -19,16 +29,22 @@ export interface RefreshWindow {
 export async function refreshCandles(
   sql: Sql,
   window: RefreshWindow,
-  options: { logger?: Logger } = {},
+  options: { logger?: Logger; nowMs?: number } = {},
 ): Promise<string[]> {
   const logger = options.logger ?? silentLogger;
+  const now = options.nowMs ?? Date.now();
   const refreshed: string[] = [];
   for (const interval of CANDLE_INTERVALS) {
     const relation = CANDLE_RELATIONS[interval];
+    const size = BUCKET_MS[interval]!;
+    const current = Math.floor(now / size) * size;
+    const from = window.from && Math.floor(window.from.getTime() / size) * size;
+    const to = Math.min(Math.ceil((window.to?.getTime() ?? Infinity) / size) * size, current);
+    if (from !== undefined && from >= to) continue;
     const started = performance.now();
     await sql`
       CALL refresh_continuous_aggregate(${relation}::regclass,
-        ${window.from ?? null}::timestamptz, ${window.to ?? null}::timestamptz)`;
+        ${from === undefined ? null : new Date(from)}::timestamptz, ${new Date(to)}::timestamptz)`;
     logger.info(`Refreshed ${relation}`, { ms: Math.round(performance.now() - started) });
     refreshed.push(relation);
   }

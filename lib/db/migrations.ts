@@ -13,6 +13,13 @@ import candlesColumnstore from "../../sql/003_candles_columnstore.timescaledb.sq
 import candlesCompression from "../../sql/003_candles_columnstore.timescaledb_legacy.sql" with {
   type: "text",
 };
+import gaps from "../../sql/007_gaps.sql" with { type: "text" };
+import provenancePortable from "../../sql/008_candle_provenance.portable.sql" with {
+  type: "text",
+};
+import provenanceTimescale from "../../sql/008_candle_provenance.timescaledb.sql" with {
+  type: "text",
+};
 
 /** One numbered schema change, with its SQL for each mode. */
 export interface Migration {
@@ -46,6 +53,15 @@ export const MIGRATIONS: Migration[] = [
     // The aggregates are the same on every version; only their columnstore API differs.
     timescaledb: `${candlesTimescale}\n${candlesColumnstore}`,
     timescaledbLegacy: `${candlesTimescale}\n${candlesCompression}`,
+  },
+  { version: 7, name: "gaps", portable: gaps, timescaledb: gaps },
+  {
+    version: 8,
+    name: "candle_provenance",
+    portable: provenancePortable,
+    // The rebuilt aggregates get the columnstore (or compression) settings of 003 again.
+    timescaledb: `${provenanceTimescale}\n${candlesColumnstore}`,
+    timescaledbLegacy: `${provenanceTimescale}\n${candlesCompression}`,
   },
 ];
 

@@ -1,0 +1,272 @@
+import type { Sql } from "postgres";
+import { UserError } from "../errors.ts";
+import { type Logger, silentLogger } from "../log.ts";
+import type { ConnectionEvent } from "../twelvedata/client.ts";
+import { checkGapSchema, closeOngoingGaps, type Gap, type GapReason, recordGap } from "./log.ts";
+import {
+  findCrashedRuns,
+  heartbeat,
+  hostName,
+  type IngestRun,
+  processAlive,
+  startRun,
+  stopRun,
+} from "./runs.ts";
+
+/** Settings of `GapRecorder.start`. */
+export interface GapRecorderOptions {
+  /** The symbols this run streams. */
+  symbols: readonly string[];
+  /** The event time (epoch ms) of the last tick received per symbol (the client's). */
+  lastTicks: () => Readonly<Record<string, number>>;
+  /** How often the run records a heartbeat, and retries a failed write (default 10 s). */
+  heartbeatMs?: number;
+  /** Called with the gaps the first tick after them has just closed (for the backfiller). */
+  onClosed?: (gaps: Gap[]) => void;
+  logger?: Logger;
+  /** This host's name and the process id, recorded with the run (defaults: this process). */
+  host?: string;
+  pid?: number;
+  /** Whether a process of this host still exists (default: /proc on Linux). */
+  alive?: (pid: number) => boolean | undefined;
+}
+
+interface Op {
+  what: string;
+  run: () => Promise<void>;
+}
+
+const STOP_TIMEOUT_MS = 5_000;
+
+/**
+ * The gap log's writer inside ingest: records the run and its heartbeats, finds runs that
+ * ended without a clean stop, and turns connection events (drops, stalls, refusals), ticks
+ * dropped by the pipeline and the run's own stop into gaps, each closed by the symbol's
+ * first tick after it. Writes go through one ordered queue and are retried while the
+ * database is away, so recording never blocks or fails the stream; `tick()` is the only
+ * call on the hot path and returns at once unless a gap waits for that symbol.
+ */
+export class GapRecorder {
+  #sql: Sql;
+  #logger: Logger;
+  #run: IngestRun;
+  #lastTicks: () => Readonly<Record<string, number>>;
+  #onClosed: ((gaps: Gap[]) => void) | undefined;
+  #alive: (pid: number) => boolean | undefined;
+  /** Symbols whose next tick closes an ongoing gap (all of them after the start). */
+  #unclosed: Set<string>;
+  #dropping = new Set<string>();
+  #refused = new Set<string>();
+  #queue: Op[] = [];
+  #draining: Promise<void> | undefined;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #beatTimer: ReturnType<typeof setInterval> | undefined;
+  #beatQueued = false;
+  #stopped = false;
+
+  private constructor(sql: Sql, options: GapRecorderOptions) {
+    this.#sql = sql;
+    this.#logger = options.logger ?? silentLogger;
+    this.#lastTicks = options.lastTicks;
+    this.#onClosed = options.onClosed;
+    this.#alive = options.alive ?? processAlive;
+    this.#run = {
+      runId: crypto.randomUUID(),
+      host: options.host ?? hostName(),
+      pid: options.pid ?? Deno.pid,
+      symbols: [...options.symbols],
+      heartbeatMs: options.heartbeatMs ?? 10_000,
+    };
+    this.#unclosed = new Set(options.symbols);
+  }
+
+  /**
+   * Records the run, looks for runs that crashed (their gaps are recorded before any tick
+   * of this run can close them) and starts the heartbeat. Throws a `UserError` when the
+   * schema has no gap log; a database that cannot be reached is retried in the background.
+   */
+  static async start(sql: Sql, options: GapRecorderOptions): Promise<GapRecorder> {
+    const recorder = new GapRecorder(sql, options);
+    try {
+      await checkGapSchema(sql, "ingest");
+    } catch (error) {
+      if (error instanceof UserError) throw error;
+      recorder.#logger.warn("Cannot check the gap log's schema now; recording anyway", {
+        error: (error as Error).message,
+      });
+    }
+    const run = recorder.#run;
+    recorder.#enqueue("the start of this run", () => startRun(sql, run));
+    recorder.#enqueue("runs that ended without a clean stop", async () => {
+      await findCrashedRuns(sql, {
+        selfRunId: run.runId,
+        host: run.host,
+        alive: recorder.#alive,
+        logger: recorder.#logger,
+      });
+    });
+    await recorder.#draining;
+    recorder.#beatTimer = setInterval(() => {
+      if (recorder.#beatQueued) return;
+      recorder.#beatQueued = true;
+      recorder.#enqueue("a heartbeat", async () => {
+        recorder.#beatQueued = false;
+        await heartbeat(sql, run.runId);
+      });
+    }, run.heartbeatMs);
+    return recorder;
+  }
+
+  /** The id of this run in `tickpipe_runs`. */
+  get runId(): string {
+    return this.#run.runId;
+  }
+
+  /** Entries waiting to be written (the database is away, or slow). */
+  get pending(): number {
+    return this.#queue.length;
+  }
+
+  /** Takes a connection event of the client (see `ClientOptions.onConnection`). */
+  connection(event: ConnectionEvent): void {
+    if (this.#stopped) return;
+    switch (event.type) {
+      case "dropped":
+      case "stalled": {
+        const reason: GapReason = event.type === "stalled" ? "stalled" : "disconnected";
+        const last = this.#lastTicks();
+        for (const symbol of this.#run.symbols) {
+          if (this.#refused.has(symbol)) continue;
+          this.#open(symbol, reason, last[symbol] ?? event.atMs, undefined);
+        }
+        break;
+      }
+      case "refused":
+        this.#refused.add(event.symbol);
+        this.#open(
+          event.symbol,
+          "refused",
+          this.#lastTicks()[event.symbol] ?? event.atMs,
+          `refused at subscribe: ${event.reason}`,
+        );
+        break;
+      case "open":
+        break;
+    }
+  }
+
+  /** Takes a tick the pipeline accepted; the first after a gap closes it. */
+  tick(symbol: string, timeMs: number): void {
+    if (this.#unclosed.size === 0 || !this.#unclosed.delete(symbol)) return;
+    this.#dropping.delete(symbol);
+    if (this.#stopped) return;
+    const end = new Date(timeMs);
+    this.#enqueue(`the end of the gap of ${symbol}`, async () => {
+      const closed = await closeOngoingGaps(this.#sql, symbol, end);
+      if (closed.length > 0) this.#onClosed?.(closed);
+    });
+  }
+
+  /** Takes a tick the pipeline dropped (memory and spool full). */
+  dropped(symbol: string, timeMs: number): void {
+    if (this.#dropping.has(symbol)) return;
+    this.#dropping.add(symbol);
+    this.#open(symbol, "dropped", timeMs, "ticks dropped: memory and spool were full");
+  }
+
+  /**
+   * Records the clean stop: a `not_running` gap for every symbol from its last tick (closed
+   * by the first tick after the next start), then the run's end. Waits at most 5 s for the
+   * database; what is left unwritten is found at the next start as a crash.
+   */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearInterval(this.#beatTimer);
+    const at = Date.now();
+    const last = this.#lastTicks();
+    for (const symbol of this.#run.symbols) {
+      this.#open(symbol, "not_running", last[symbol] ?? at, "ingest stopped (a clean stop)", true);
+    }
+    this.#enqueue("the end of this run", () => stopRun(this.#sql, this.#run.runId), true);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#settled(),
+      new Promise((resolve) => timer = setTimeout(resolve, STOP_TIMEOUT_MS)),
+    ]);
+    clearTimeout(timer);
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    if (this.#queue.length > 0) {
+      this.#logger.error(
+        `Cannot record ${this.#queue.length} gap-log entries: the database is unreachable ` +
+          "(the next start finds this run's gaps from its last heartbeat)",
+      );
+      this.#queue = [];
+    }
+  }
+
+  #open(
+    symbol: string,
+    reason: GapReason,
+    startMs: number,
+    detail: string | undefined,
+    final = false,
+  ): void {
+    if (!final) this.#unclosed.add(symbol);
+    const gap = {
+      symbol,
+      reason,
+      start: new Date(startMs),
+      detail,
+      runId: this.#run.runId,
+    };
+    this.#enqueue(`a ${reason} gap of ${symbol}`, async () => {
+      const recorded = await recordGap(this.#sql, gap);
+      if (recorded) {
+        this.#logger.info(`Gap recorded: ${symbol} ${reason} since ${gap.start.toISOString()}`);
+      }
+    }, final);
+  }
+
+  #enqueue(what: string, run: () => Promise<void>, final = false): void {
+    if (this.#stopped && !final) return;
+    this.#queue.push({ what, run });
+    if (!this.#draining && this.#retryTimer === undefined) this.#draining = this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        const op = this.#queue[0]!;
+        try {
+          await op.run();
+        } catch (error) {
+          this.#logger.limited(
+            "gap-log",
+            "warn",
+            `Cannot record ${op.what} in the gap log now; retrying`,
+            { error: (error as Error).message },
+            { perWindow: 1, windowMs: 30_000 },
+          );
+          this.#retryTimer = setTimeout(() => {
+            this.#retryTimer = undefined;
+            this.#draining ??= this.#drain();
+          }, Math.min(this.#run.heartbeatMs, 5_000));
+          return;
+        }
+        this.#queue.shift();
+      }
+    } finally {
+      this.#draining = undefined;
+    }
+  }
+
+  /** Resolves once the queue is empty (retries included). */
+  async #settled(): Promise<void> {
+    while (this.#queue.length > 0) {
+      if (this.#draining) await this.#draining;
+      else await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
