@@ -7,7 +7,12 @@
 import assert from "node:assert/strict";
 import type { Sql } from "postgres";
 import { type Candle, type CandleInterval, fetchCandles } from "../lib/candles/mod.ts";
+import { runBackfill } from "../lib/backfill/backfill.ts";
+import { CreditGate } from "../lib/backfill/credits.ts";
+import { historyGaps } from "../lib/backfill/history.ts";
+import { planFill } from "../lib/backfill/plan.ts";
 import { listGaps } from "../lib/gaps/log.ts";
+import { TwelveDataRest } from "../lib/twelvedata/rest.ts";
 import type { SimulatorHandle } from "../lib/simulator/mod.ts";
 import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
 import {
@@ -235,4 +240,235 @@ Deno.test("A disconnect is recorded as a gap; backfill --gaps fills it and the c
   } finally {
     await db.drop();
   }
+});
+
+/** Backfill options for in-process runs whose waits advance the simulator's clock. */
+function drivenBackfill(sim: SimulatorHandle, waits: number[]) {
+  const clock = {
+    now: () => sim.now(),
+    sleep: (ms: number) => {
+      waits.push(ms);
+      sim.advance(ms);
+      return Promise.resolve();
+    },
+  };
+  const gate = new CreditGate({ clock });
+  const rest = new TwelveDataRest({
+    apiKey: TEST_KEY,
+    apiUrl: sim.apiUrl,
+    onResponse: (r) => gate.observe(r),
+  });
+  return { clock, gate, rest };
+}
+
+Deno.test("A 429 in the middle of a backfill is waited out on the plan's clock", async () => {
+  const db = await createTestDatabase();
+  const start = yesterdayMidnight();
+  try {
+    await withSimulator({ rate: 1, clock: { startMs: start } }, async (sim) => {
+      sim.setCredits({ perMinute: 2 });
+      const waits: number[] = [];
+      const { clock, gate, rest } = drivenBackfill(sim, waits);
+      const symbols = ["BTC/USD", "ETH/USD", "AAPL"];
+      const gaps = await historyGaps(db.sql, symbols, {
+        from: new Date(start - 10 * MINUTE),
+        to: new Date(start),
+      });
+      const plan = await planFill(db.sql, gaps, { nowMs: clock.now(), live: new Set() });
+      assert.equal(plan.requests, 3);
+      let spent = false;
+      const result = await runBackfill(db.sql, plan, {
+        rest,
+        gate,
+        clock,
+        mode: db.mode,
+        onProgress: async (p) => {
+          // Another client on the same key takes the minute's last credit.
+          if (p.requestsDone === 1 && !spent) {
+            spent = true;
+            await fetch(`${sim.apiUrl}/quote?symbol=AAPL`, {
+              headers: { Authorization: `apikey ${TEST_KEY}` },
+            }).then((r) => r.body?.cancel());
+          }
+        },
+      });
+      assert.equal(result.requests, 3);
+      assert.equal(result.bars, 30);
+      assert.equal(result.filled, 3);
+      const stats = sim.stats();
+      assert.equal(stats.rest_rate_limited, 1, "one request met a 429");
+      assert.equal(stats.rest_credits_used, 4);
+      // It waited once: from the 429 (the simulator's clock at the start of a minute) to the
+      // next minute plus a second of margin, on the clock the test drives.
+      assert.deepEqual(waits, [61_000]);
+      assert.equal(sim.now(), start + 61_000);
+      const [rows] = await db.sql<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM crypto_ticks WHERE source = 1`;
+      assert.equal(rows!.n, 30);
+
+      // One credit a minute: each response says none is left, so the next request waits for
+      // the next minute instead of meeting a 429.
+      sim.setCredits({ perMinute: 1 });
+      waits.length = 0;
+      const more = await historyGaps(db.sql, ["SOL/USD", "MSFT"], {
+        from: new Date(start - 10 * MINUTE),
+        to: new Date(start),
+      });
+      const second = await runBackfill(
+        db.sql,
+        await planFill(db.sql, more, { nowMs: clock.now(), live: new Set() }),
+        { rest, gate, clock, mode: db.mode },
+      );
+      assert.equal(second.requests, 2);
+      assert.equal(sim.stats().rest_rate_limited, 1, "no new 429");
+      // Once for the minute the first phase used up, once between the two requests.
+      assert.equal(waits.length, 2);
+    });
+  } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("An interrupted backfill resumes where it stopped and fetches nothing twice", async () => {
+  const db = await createTestDatabase();
+  const start = yesterdayMidnight();
+  try {
+    await withSimulator({ rate: 1, clock: { startMs: start } }, async (sim) => {
+      const { clock, gate, rest } = drivenBackfill(sim, []);
+      // 6,000 minutes: two requests (4,999 minutes at most each).
+      const window = { from: new Date(start - 6000 * MINUTE), to: new Date(start) };
+      const first = await historyGaps(db.sql, ["BTC/USD"], window);
+      const plan = await planFill(db.sql, first, { nowMs: clock.now(), live: new Set() });
+      assert.equal(plan.requests, 2);
+      const controller = new AbortController();
+      const interrupted = await runBackfill(db.sql, plan, {
+        rest,
+        gate,
+        clock,
+        mode: db.mode,
+        signal: controller.signal,
+        onProgress: (p) => {
+          if (p.requestsDone === 1) controller.abort();
+        },
+      });
+      assert.equal(interrupted.interrupted, true);
+      assert.equal(interrupted.requests, 1);
+      const [gap] = await listGaps(db.sql);
+      assert.equal(gap!.state, "open");
+      assert.equal(gap!.filledTo!.getTime(), window.from.getTime() + 4999 * MINUTE);
+      assert.equal(gap!.bars, 4999);
+
+      const again = await historyGaps(db.sql, ["BTC/USD"], window);
+      assert.deepEqual(again.map((g) => g.id), [gap!.id], "the same gap, not a new one");
+      const rest2 = await planFill(db.sql, again, { nowMs: clock.now(), live: new Set() });
+      assert.equal(rest2.requests, 1, "only the part not yet fetched");
+      const resumed = await runBackfill(db.sql, rest2, { rest, gate, clock, mode: db.mode });
+      assert.equal(resumed.requests, 1);
+      assert.equal(resumed.bars, 1001);
+      const [done] = await listGaps(db.sql);
+      assert.deepEqual([done!.state, done!.bars], ["filled", 6000]);
+      assert.equal(sim.stats().rest_credits_used, 2);
+      const [rows] = await db.sql<{ n: number; minutes: number }[]>`
+        SELECT count(*)::int AS n, count(DISTINCT "time")::int AS minutes
+        FROM crypto_ticks WHERE symbol = 'BTC/USD'`;
+      assert.deepEqual({ ...rows }, { n: 24_000, minutes: 6000 });
+      const nothing = await planFill(
+        db.sql,
+        await historyGaps(db.sql, ["BTC/USD"], window),
+        { nowMs: clock.now(), live: new Set() },
+      );
+      assert.equal(nothing.requests, 0);
+    });
+  } finally {
+    await db.drop();
+  }
+});
+
+/** Whether util-linux `script` (a pseudo-terminal for a command) is available. */
+async function hasScript(): Promise<boolean> {
+  try {
+    const out = await new Deno.Command("script", {
+      args: ["--version"],
+      stdout: "null",
+      stderr: "null",
+    })
+      .output();
+    return out.success;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("backfill --symbols BTC/USD --days 7: the cost first, a progress bar on a terminal, plain lines otherwise", async (t) => {
+  await withSimulator({ rate: 1 }, async (sim) => {
+    const args = ["--symbols", "BTC/USD", "--days", "7"];
+    await t.step(
+      "not a terminal: it asks for --yes, then prints plain progress lines",
+      async () => {
+        const db = await createTestDatabase();
+        try {
+          const dry = await backfillTask(db, sim, [...args, "--dry-run"]);
+          assert.equal(dry.code, 0, dry.stderr);
+          assert.match(dry.stdout, /3 request\(s\) to \/time_series = 3 API credit\(s\)/);
+          const refused = await backfillTask(db, sim, args);
+          assert.equal(refused.code, 2);
+          assert.match(refused.stderr, /stdin is not a terminal \(pass --yes to go ahead\)/);
+          assert.equal(sim.stats().rest_credits_used, 0, "nothing spent before the answer");
+          const run = await backfillTask(db, sim, [...args, "--yes"]);
+          assert.equal(run.code, 0, run.stderr);
+          assert.ok(!run.stderr.includes("\r"), "no carriage returns in a log");
+          assert.match(run.stderr, /^Backfill: 3\/3 requests, [\d,]+ minutes filled/m);
+          assert.match(
+            run.stdout,
+            /^Done: 1 gap\(s\) filled, [\d,]+ minute\(s\) from REST bars, 3 request/m,
+          );
+          const [row] = await db.sql<{ minutes: number }[]>`
+          SELECT count(*)::int AS minutes FROM crypto_ticks WHERE source = 1`;
+          assert.ok(row!.minutes > 10_000, `${row!.minutes} minutes`);
+        } finally {
+          await db.drop();
+        }
+      },
+    );
+    await t.step({
+      name: "a terminal (a pty from script): a bar redrawn in place",
+      ignore: !(await hasScript()),
+      fn: async () => {
+        const db = await createTestDatabase();
+        try {
+          const command = [
+            Deno.execPath(),
+            "run",
+            ...taskPermissions("backfill"),
+            "tasks/backfill.ts",
+            ...args,
+            "--yes",
+          ]
+            .map((word) => `'${word}'`).join(" ");
+          const out = await new Deno.Command("script", {
+            args: ["-qec", command, "/dev/null"],
+            env: {
+              NO_COLOR: "1",
+              DATABASE_URL: databaseUrl(db.config),
+              TWELVEDATA_API_KEY: TEST_KEY,
+              TWELVEDATA_API_URL: sim.apiUrl,
+            },
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+          const text = new TextDecoder().decode(out.stdout);
+          assert.equal(out.code, 0, text);
+          // Each redraw: carriage return, erase the line, the bar.
+          const draws = text.split("\r\x1b[2K").slice(1);
+          assert.ok(draws.length >= 2, text);
+          assert.ok(draws.every((d) => /^\[#*-*\] +\d+% \d\/3 requests/.test(d)), text);
+          assert.match(draws.at(-1)!, /^\[#{24}\] 100% 3\/3 requests, [\d,]+ minutes filled/);
+          assert.match(text, /Done: 1 gap\(s\) filled/);
+          assert.ok(!text.includes(TEST_KEY));
+        } finally {
+          await db.drop();
+        }
+      },
+    });
+  });
 });

@@ -7,7 +7,7 @@ export interface ProgressOptions {
   write: (text: string) => void;
   /** A terminal gets a bar redrawn in place; anything else plain lines. */
   terminal: boolean;
-  /** The terminal's width (default 80). */
+  /** The terminal's width (default, and when it reports 0, 80). */
   columns?: () => number;
   /** Plain lines at most this often (default 5 s), plus the first and the last. */
   plainEveryMs?: number;
@@ -88,7 +88,8 @@ export class ProgressReporter {
     const bar = `[${"#".repeat(full)}${"-".repeat(BAR_WIDTH - full)}] ${
       String(Math.floor(share * 100)).padStart(3)
     }%`;
-    const columns = this.#options.columns?.() ?? 80;
+    // A pseudo-terminal without a size reports 0 columns.
+    const columns = this.#options.columns?.() || 80;
     const line = `${bar} ${counts}${this.#eta(p, now)}${waiting}${where}`;
     this.#options.write(`\r\x1b[2K${line.slice(0, Math.max(20, columns - 1))}`);
     this.#drawn = true;

@@ -9,7 +9,10 @@ export interface StoreResult {
   stored: number;
   /** Bars of the response outside the window or malformed, ignored. */
   ignored: number;
-  /** Volume taken off the first tick after filled minutes (it had counted their volume). */
+  /**
+   * Volume taken off the first tick after filled minutes (it had counted their volume);
+   * never more than that tick had.
+   */
   volumeMoved: number;
   /** Where candles changed: `[fromMs, toMs)`, for a refresh of the aggregates. */
   touched: { fromMs: number; toMs: number } | undefined;
@@ -167,10 +170,10 @@ async function reconcileVolume(
         ${"{" + withVolume.map((m) => m.v).join(",") + "}"}::numeric[],
         ${literal(withVolume.map((m) => m.end))}::int8[]) AS f(t, v, run_end)
     ), next_tick AS (
-      SELECT r.run_end, n."time", n.seq
+      SELECT r.run_end, n."time", n.seq, n.volume
       FROM (SELECT DISTINCT run_end FROM filled) AS r
       CROSS JOIN LATERAL (
-        SELECT x."time", x.seq FROM crypto_ticks AS x
+        SELECT x."time", x.seq, x.volume FROM crypto_ticks AS x
         WHERE x.symbol = ${symbol} AND x.source = 0
           AND x."time" >= timestamptz 'epoch' + r.run_end * INTERVAL '1 millisecond'
           AND x."time" < timestamptz 'epoch'
@@ -179,13 +182,13 @@ async function reconcileVolume(
         LIMIT 1
       ) AS n
     ), moved AS (
-      SELECT n."time", n.seq, sum(f.v) AS v
+      SELECT n."time", n.seq, least(sum(f.v), n.volume) AS v
       FROM next_tick AS n JOIN filled AS f ON f.run_end = n.run_end
       WHERE date_trunc('day', timestamptz 'epoch' + f.t * INTERVAL '1 millisecond', 'UTC')
         = date_trunc('day', n."time", 'UTC')
-      GROUP BY n."time", n.seq
+      GROUP BY n."time", n.seq, n.volume
     )
-    UPDATE crypto_ticks AS x SET volume = greatest(x.volume - m.v, 0)
+    UPDATE crypto_ticks AS x SET volume = x.volume - m.v
     FROM moved AS m
     WHERE x.symbol = ${symbol} AND x.source = 0 AND x."time" = m."time" AND x.seq = m.seq
       AND x.volume IS NOT NULL

@@ -50,12 +50,16 @@ export interface RunningIngest {
   stop(): Promise<IngestSummary>;
 }
 
-/** Starts `runIngest` against `sim` with short test timings; resolves once subscribed. */
+/**
+ * Starts `runIngest` against `sim` with short test timings; resolves once `subscribed`
+ * symbols (default all) are subscribed.
+ */
 export async function startIngest(
   sql: Sql,
   sim: SimulatorHandle,
   symbols: string[],
   options: Partial<IngestOptions> = {},
+  expect: { subscribed?: number } = {},
 ): Promise<RunningIngest> {
   const controller = new AbortController();
   const dataDir = await Deno.makeTempDir({ prefix: "tickpipe-gaps-" });
@@ -76,7 +80,11 @@ export async function startIngest(
   });
   running.catch(() => {});
   await Promise.race([
-    waitFor(() => sim.stats().subscriptions >= before + symbols.length, "the subscription", 10_000),
+    waitFor(
+      () => sim.stats().subscriptions >= before + (expect.subscribed ?? symbols.length),
+      "the subscription",
+      10_000,
+    ),
     running.then(() => {
       throw new Error("ingest ended before it subscribed");
     }),
