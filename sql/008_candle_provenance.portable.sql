@@ -4,9 +4,10 @@
 -- source: 0 a streamed tick (every row written by ingest); 1, 2, 3, 4 the open, high, low
 -- and close point of a REST 1-minute bar (`deno task backfill`). A bar's four rows sit at
 -- the start of its minute with seq = minute in µs + 0..3 (so open and close come first
--- and last by seq), day_volume/bid/ask NULL, and a quarter of the bar's volume each: the
--- minute's volume is the bar's, and its pv is volume * (open + high + low + close) / 4,
--- the usual estimate of a bar's average price. Raw queries that mean streamed ticks only
+-- and last by seq), day_volume/bid/ask NULL, and a quarter of the bar's volume each (at the
+-- volume's scale, the close row taking the rest): the minute's volume is the bar's, and its
+-- pv is about volume * (open + high + low + close) / 4, the usual estimate of a bar's
+-- average price. Raw queries that mean streamed ticks only
 -- (counts against what was sent, say) add WHERE source = 0.
 --
 -- The candles:

@@ -5,7 +5,8 @@
 --
 -- source: 0 a streamed tick; 1, 2, 3, 4 the open, high, low and close point of a REST
 -- 1-minute bar, at the start of its minute, seq = minute in µs + 0..3, a quarter of the
--- bar's volume each, day_volume/bid/ask NULL (see 008_candle_provenance.portable.sql).
+-- bar's volume each (the close row taking the rest), day_volume/bid/ask NULL (see
+-- 008_candle_provenance.portable.sql).
 --
 -- The aggregates are rebuilt (a continuous aggregate's query cannot be altered), WITH NO
 -- DATA like in 003: `tickpipe setup` refreshes them over the whole history right after this

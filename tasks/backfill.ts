@@ -2,7 +2,7 @@ import { z } from "zod";
 import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
 import { UsageError, UserError } from "../lib/errors.ts";
 import { openDatabase } from "../lib/db/connection.ts";
-import { parseInstant, readCandleMode } from "../lib/candles/mod.ts";
+import { instantOption, readCandleMode } from "../lib/candles/mod.ts";
 import { type BackfillResult, runBackfill } from "../lib/backfill/backfill.ts";
 import { CreditGate, DailyLimitError } from "../lib/backfill/credits.ts";
 import { historyGaps } from "../lib/backfill/history.ts";
@@ -46,18 +46,10 @@ const OptionsSchema = z.object({
   "dry-run": z.boolean().default(false),
 }).transform((o, ctx) => {
   const fail = (message: string) => ctx.addIssue({ code: "custom", message });
-  const instant = (flag: string, text: string | undefined) => {
-    if (text === undefined) return undefined;
-    const date = parseInstant(text);
-    if (!date) {
-      fail(`${flag} must be an ISO date or date-time like 2026-03-01 or 2026-03-01T14:30Z`);
-    }
-    return date;
-  };
   const symbols = (o.symbols ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
   if (o.symbols !== undefined && symbols.length === 0) fail("--symbols needs at least one symbol");
-  let from = instant("--from", o.from);
-  const to = instant("--to", o.to);
+  let from = instantOption(ctx, "--from", o.from);
+  const to = instantOption(ctx, "--to", o.to);
   if (!o.gaps) {
     if (symbols.length === 0) fail("give --gaps, or --symbols with --days N or --from TIME");
     if (o.days !== undefined && from !== undefined) fail("give --days or --from, not both");
@@ -162,7 +154,7 @@ export function run(args: string[]): Promise<number> {
             "to it: it fills them once the stream is back.",
         );
       }
-      if (options.dryRun) return 0;
+      if (options.dryRun || plan.chunks.length === 0) return 0;
       if (plan.requests > 0 && !options.yes) {
         if (!Deno.stdin.isTerminal()) {
           throw new UsageError(

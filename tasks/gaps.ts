@@ -2,7 +2,7 @@ import { z } from "zod";
 import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { openDatabase } from "../lib/db/connection.ts";
-import { parseInstant } from "../lib/candles/time.ts";
+import { instantOption } from "../lib/candles/time.ts";
 import { formatGaps, GAP_FORMATS } from "../lib/gaps/format.ts";
 import { checkGapSchema, GAP_STATES, listGaps } from "../lib/gaps/log.ts";
 import { findCrashedRuns } from "../lib/gaps/runs.ts";
@@ -27,19 +27,8 @@ const OptionsSchema = z.object({
     .optional(),
   format: z.enum(GAP_FORMATS, { error: () => "--format must be table, csv or json" }),
 }).transform((o, ctx) => {
-  const instant = (flag: string, text: string | undefined) => {
-    if (text === undefined) return undefined;
-    const date = parseInstant(text);
-    if (!date) {
-      ctx.addIssue({
-        code: "custom",
-        message: `${flag} must be an ISO date or date-time like 2026-03-01 or 2026-03-01T14:30Z`,
-      });
-    }
-    return date;
-  };
-  const from = instant("--from", o.from);
-  const to = instant("--to", o.to);
+  const from = instantOption(ctx, "--from", o.from);
+  const to = instantOption(ctx, "--to", o.to);
   if (from && to && from.getTime() >= to.getTime()) {
     ctx.addIssue({ code: "custom", message: "--from must be before --to" });
   }

@@ -217,7 +217,7 @@ Deno.test("A disconnect is recorded as a gap; backfill --gaps fills it and the c
           const credits = sim.stats().rest_credits_used;
           const run = await backfillTask(db, sim, ["--gaps", "--yes"]);
           assert.equal(run.code, 0, run.stderr);
-          assert.match(run.stdout, /^Nothing to request/m);
+          assert.match(run.stdout, /^Nothing to fill: no open gap/m);
           assert.deepEqual(await snapshot(db.sql), before);
           assert.equal(sim.stats().rest_credits_used, credits);
           const history = await backfillTask(db, sim, [

@@ -125,6 +125,7 @@ export function describePlan(
 ): string {
   const n = (x: number) => x.toLocaleString("en-US");
   const gaps = new Set(plan.chunks.map((c) => c.gap.id)).size;
+  if (gaps === 0) return "Nothing to fill: no open gap in the log (deno task gaps lists them).";
   if (plan.requests === 0) {
     return `Nothing to request: ${n(gaps)} gap(s), no whole minute without data (0 API credits).`;
   }

@@ -41,6 +41,7 @@ export class ProgressReporter {
   #lastDraw = -Infinity;
   #drawn = false;
   #last: BackfillProgress | undefined;
+  #pending = false;
 
   constructor(options: ProgressOptions) {
     this.#options = options;
@@ -53,6 +54,7 @@ export class ProgressReporter {
     const first = this.#last === undefined;
     const waitChanged = Boolean(progress.waiting) !== Boolean(this.#last?.waiting);
     this.#last = progress;
+    this.#pending = true;
     const now = this.#clock.now();
     const every = this.#options.terminal ? REDRAW_MS : this.#options.plainEveryMs ?? 5_000;
     if (!first && !waitChanged && now - this.#lastDraw < every) return;
@@ -60,10 +62,11 @@ export class ProgressReporter {
     this.#draw(progress, now);
   }
 
-  /** Draws the final state and ends the bar's line. */
+  /** Draws the final state (unless it is already shown) and ends the bar's line. */
   done(): void {
-    if (this.#last) this.#draw(this.#last, this.#clock.now());
+    if (this.#last && this.#pending) this.#draw(this.#last, this.#clock.now());
     if (this.#options.terminal && this.#drawn) this.#options.write("\n");
+    this.#drawn = false;
   }
 
   #eta(p: BackfillProgress, now: number): string {
@@ -74,6 +77,7 @@ export class ProgressReporter {
   }
 
   #draw(p: BackfillProgress, now: number): void {
+    this.#pending = false;
     const where = p.current
       ? ` ${p.current.gap.symbol} ${new Date(p.current.fromMs).toISOString().slice(0, 16)}`
       : "";

@@ -132,7 +132,12 @@ async function insertBars(
           AND x."time" < timestamptz 'epoch' + b.t * INTERVAL '1 millisecond' + INTERVAL '1 minute')
     ), inserted AS (
       INSERT INTO crypto_ticks ("time", symbol, price, day_volume, bid, ask, volume, seq, source)
-      SELECT f.m, ${symbol}, p.price, NULL, NULL, NULL, f.v / 4, f.t * 1000 + p.k, p.k + 1
+      SELECT f.m, ${symbol}, p.price, NULL, NULL, NULL,
+        -- A quarter each (at the volume's own scale, the close row taking the rest): the
+        -- four rows sum to the bar's volume exactly, their pv to it at the OHLC average.
+        CASE WHEN p.k < 3 THEN trunc(f.v / 4, scale(f.v))
+          ELSE f.v - 3 * trunc(f.v / 4, scale(f.v)) END,
+        f.t * 1000 + p.k, p.k + 1
       FROM fresh AS f
       CROSS JOIN LATERAL (VALUES (0, f.o), (1, f.h), (2, f.l), (3, f.c)) AS p(k, price)
       RETURNING 1

@@ -15,7 +15,7 @@ import {
 
 /** Settings of `GapRecorder.start`. */
 export interface GapRecorderOptions {
-  /** The symbols this run streams. */
+  /** The symbols this run streams (`SYMBOL:EXCHANGE` keys are logged as `SYMBOL`). */
   symbols: readonly string[];
   /** The event time (epoch ms) of the last tick received per symbol (the client's). */
   lastTicks: () => Readonly<Record<string, number>>;
@@ -37,6 +37,9 @@ interface Op {
 }
 
 const STOP_TIMEOUT_MS = 5_000;
+
+// A subscription key "RY:TSX" picks a listing; its ticks, and so its rows, say "RY".
+const stored = (key: string) => key.includes(":") ? key.slice(0, key.indexOf(":")) : key;
 
 /**
  * The gap log's writer inside ingest: records the run and its heartbeats, finds runs that
@@ -74,10 +77,10 @@ export class GapRecorder {
       runId: crypto.randomUUID(),
       host: options.host ?? hostName(),
       pid: options.pid ?? Deno.pid,
-      symbols: [...options.symbols],
+      symbols: [...new Set(options.symbols.map(stored))],
       heartbeatMs: options.heartbeatMs ?? 10_000,
     };
-    this.#unclosed = new Set(options.symbols);
+    this.#unclosed = new Set(this.#run.symbols);
   }
 
   /**
@@ -141,15 +144,17 @@ export class GapRecorder {
         }
         break;
       }
-      case "refused":
-        this.#refused.add(event.symbol);
+      case "refused": {
+        const symbol = stored(event.symbol);
+        this.#refused.add(symbol);
         this.#open(
-          event.symbol,
+          symbol,
           "refused",
-          this.#lastTicks()[event.symbol] ?? event.atMs,
+          this.#lastTicks()[symbol] ?? event.atMs,
           `refused at subscribe: ${event.reason}`,
         );
         break;
+      }
       case "open":
         break;
     }
