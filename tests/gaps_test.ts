@@ -237,3 +237,33 @@ Deno.test("deno task gaps prints the log as a table, CSV and JSON", async () => 
     await db.drop();
   }
 });
+
+Deno.test("A crash found late (stale heartbeat) is bounded by the next run's start", async () => {
+  const db = await createTestDatabase();
+  try {
+    const t = (s: number) => new Date(Date.UTC(2026, 2, 1, 10, 0, s));
+    // A run that died at 10:00:20 without a word, a run started at 10:01:00 after it.
+    await db.sql`
+      INSERT INTO tickpipe_runs (run_id, host, pid, symbols, heartbeat_ms, started_at, heartbeat_at)
+      VALUES (${crypto.randomUUID()}, 'h', 1, ${["BTC/USD"]}::text[], 1000, ${t(0)}, ${t(20)}),
+             (${crypto.randomUUID()}, 'h', 2, ${["BTC/USD"]}::text[], 1000, ${t(60)}, ${t(60)})`;
+    await db.sql`
+      INSERT INTO crypto_ticks ("time", symbol, price, seq)
+      SELECT ${t(0)}::timestamptz + s * INTERVAL '1 second', 'BTC/USD', 100, s
+      FROM unnest(ARRAY[5, 19, 61, 62, 90]) AS s`;
+    const run = await runDeno("tasks/gaps.ts", ["--format", "json"], {
+      permissions: taskPermissions("gaps"),
+      env: { DATABASE_URL: databaseUrl(db.config) },
+    });
+    assert.equal(run.code, 0, run.stderr);
+    const gaps = JSON.parse(run.stdout) as { reason: string; start: string; end: string }[];
+    // Both runs are stale here: the first one's gap ends where the second one's ticks begin,
+    // the second one's is ongoing from its last tick.
+    assert.deepEqual(gaps.map((g) => [g.reason, g.start, g.end]), [
+      ["not_running", t(19).toISOString(), t(61).toISOString()],
+      ["not_running", t(90).toISOString(), null],
+    ]);
+  } finally {
+    await db.drop();
+  }
+});

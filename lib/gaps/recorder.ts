@@ -8,7 +8,7 @@ import {
   heartbeat,
   hostName,
   type IngestRun,
-  processAlive,
+  RunLock,
   startRun,
   stopRun,
 } from "./runs.ts";
@@ -27,8 +27,6 @@ export interface GapRecorderOptions {
   /** This host's name and the process id, recorded with the run (defaults: this process). */
   host?: string;
   pid?: number;
-  /** Whether a process of this host still exists (default: /proc on Linux). */
-  alive?: (pid: number) => boolean | undefined;
 }
 
 interface Op {
@@ -55,8 +53,11 @@ export class GapRecorder {
   #run: IngestRun;
   #lastTicks: () => Readonly<Record<string, number>>;
   #onClosed: ((gaps: Gap[]) => void) | undefined;
-  #alive: (pid: number) => boolean | undefined;
-  /** Symbols whose next tick closes an ongoing gap (all of them after the start). */
+  #lock: RunLock;
+  /**
+   * Symbols whose next tick closes an ongoing gap: all of them after the start and after
+   * every heartbeat (a gap another process recorded is closed too), one after its gap.
+   */
   #unclosed: Set<string>;
   #dropping = new Set<string>();
   #refused = new Set<string>();
@@ -72,7 +73,6 @@ export class GapRecorder {
     this.#logger = options.logger ?? silentLogger;
     this.#lastTicks = options.lastTicks;
     this.#onClosed = options.onClosed;
-    this.#alive = options.alive ?? processAlive;
     this.#run = {
       runId: crypto.randomUUID(),
       host: options.host ?? hostName(),
@@ -81,6 +81,7 @@ export class GapRecorder {
       heartbeatMs: options.heartbeatMs ?? 10_000,
     };
     this.#unclosed = new Set(this.#run.symbols);
+    this.#lock = new RunLock(sql, this.#run.runId);
   }
 
   /**
@@ -99,21 +100,24 @@ export class GapRecorder {
       });
     }
     const run = recorder.#run;
-    recorder.#enqueue("the start of this run", () => startRun(sql, run));
+    // The lock first: a run recorded without it would look dead to a concurrent start.
+    recorder.#enqueue("the start of this run", async () => {
+      await recorder.#lock.hold();
+      await startRun(sql, run);
+    });
     recorder.#enqueue("runs that ended without a clean stop", async () => {
-      await findCrashedRuns(sql, {
-        selfRunId: run.runId,
-        host: run.host,
-        alive: recorder.#alive,
-        logger: recorder.#logger,
-      });
+      await findCrashedRuns(sql, { selfRunId: run.runId, logger: recorder.#logger });
     });
     await recorder.#draining;
     recorder.#beatTimer = setInterval(() => {
+      for (const symbol of run.symbols) {
+        if (!recorder.#refused.has(symbol)) recorder.#unclosed.add(symbol);
+      }
       if (recorder.#beatQueued) return;
       recorder.#beatQueued = true;
       recorder.#enqueue("a heartbeat", async () => {
         recorder.#beatQueued = false;
+        await recorder.#lock.hold();
         await heartbeat(sql, run.runId);
       });
     }, run.heartbeatMs);
@@ -193,7 +197,10 @@ export class GapRecorder {
     for (const symbol of this.#run.symbols) {
       this.#open(symbol, "not_running", last[symbol] ?? at, "ingest stopped (a clean stop)", true);
     }
-    this.#enqueue("the end of this run", () => stopRun(this.#sql, this.#run.runId), true);
+    this.#enqueue("the end of this run", async () => {
+      await stopRun(this.#sql, this.#run.runId);
+      await this.#lock.release();
+    }, true);
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       this.#settled(),
@@ -202,6 +209,7 @@ export class GapRecorder {
     clearTimeout(timer);
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
+    await this.#lock.release();
     if (this.#queue.length > 0) {
       this.#logger.error(
         `Cannot record ${this.#queue.length} gap-log entries: the database is unreachable ` +

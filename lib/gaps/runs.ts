@@ -1,4 +1,4 @@
-import type { Sql } from "postgres";
+import postgres, { type Sql } from "postgres";
 import { type Logger, silentLogger } from "../log.ts";
 import { type Gap, recordGap } from "./log.ts";
 
@@ -12,6 +12,10 @@ export interface IngestRun {
   heartbeatMs: number;
 }
 
+// Advisory locks of ingest runs: (namespace, hashtext(run_id)). A run holds its lock for as
+// long as its database session lives, and a session ends with its process, kill -9 included.
+const LOCK_NAMESPACE = 7317;
+
 /** Records the start of an ingest run. */
 export async function startRun(sql: Sql, run: IngestRun): Promise<void> {
   await sql`
@@ -21,8 +25,8 @@ export async function startRun(sql: Sql, run: IngestRun): Promise<void> {
 }
 
 /**
- * Records that the run is alive. A run another process took for dead (its heartbeats were
- * lost to a long database outage) is alive again.
+ * Records that the run is alive. A run another process took for dead (say its lock's
+ * connection was lost while the database restarted) is alive again.
  */
 export async function heartbeat(sql: Sql, runId: string): Promise<void> {
   await sql`
@@ -38,25 +42,50 @@ export async function stopRun(sql: Sql, runId: string): Promise<void> {
 }
 
 /**
- * Whether process `pid` of this host still exists: true, false, or undefined when that
- * cannot be known here (no /proc, no permission). Linux only.
+ * A run's proof of life: a session-level advisory lock held on a connection of its own (a
+ * one-connection client with the pool's settings, never closed for idleness or age), which
+ * PostgreSQL releases the moment the session ends — at once when the process dies, whatever
+ * killed it. If that connection is lost, the next `hold()` reconnects and takes the lock
+ * again. Behind a pooler in transaction mode session locks mean nothing: the heartbeat
+ * still decides there.
  */
-export function processAlive(pid: number): boolean | undefined {
-  if (Deno.build.os !== "linux") return undefined;
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch (error) {
-    return error instanceof Deno.errors.NotFound ? false : undefined;
-  }
-}
+export class RunLock {
+  #sql: Sql;
+  #runId: string;
+  #client: Sql | undefined;
+  #held = false;
 
-/** This machine's name, or "" when it cannot be read. */
-export function hostName(): string {
-  try {
-    return Deno.hostname();
-  } catch {
-    return "";
+  constructor(sql: Sql, runId: string) {
+    this.#sql = sql;
+    this.#runId = runId;
+  }
+
+  /** Takes the lock unless this session already holds it; true when held. */
+  async hold(): Promise<boolean> {
+    if (this.#held) return true;
+    // A client of its own, not a connection reserved from the pool: postgres.js 3.4.9 writes
+    // to the dead socket of a reserved connection that the server closed, which throws where
+    // nothing can catch it; a client's pool reconnects instead.
+    this.#client ??= postgres({
+      ...(this.#sql.options as unknown as postgres.Options<Record<string, never>>),
+      max: 1,
+      idle_timeout: undefined,
+      max_lifetime: null,
+      onclose: () => this.#held = false,
+    });
+    const [row] = await this.#client<{ held: boolean }[]>`
+      SELECT pg_try_advisory_lock(${LOCK_NAMESPACE}, hashtext(${this.#runId})) AS held`;
+    // Not taken only on a hash collision with another live run: the heartbeat decides then.
+    this.#held = row?.held ?? false;
+    return this.#held;
+  }
+
+  /** Ends the lock's session, which releases it. Never throws. */
+  async release(): Promise<void> {
+    const client = this.#client;
+    this.#client = undefined;
+    this.#held = false;
+    await client?.end({ timeout: 2 }).catch(() => {});
   }
 }
 
@@ -64,10 +93,6 @@ export function hostName(): string {
 export interface CrashCheckOptions {
   /** The caller's own run, never taken for dead. */
   selfRunId?: string | undefined;
-  /** This host's name (default `hostName()`): runs of this host are checked by pid too. */
-  host?: string;
-  /** Default `processAlive`. */
-  alive?: (pid: number) => boolean | undefined;
   logger?: Logger;
 }
 
@@ -79,42 +104,57 @@ interface RunRow {
   started_at: Date;
   heartbeat_at: Date;
   stale: boolean;
+  free: boolean;
 }
 
 /**
- * Finds ingest runs that ended without a clean stop — their heartbeat is older than three
- * beats, or they ran on this host and their process is gone (a kill -9 is found at once) —
- * marks them crashed, and records a `not_running` gap for each of their symbols from the
- * symbol's last stored tick (closed by the first tick after the next start). Safe to run
- * from several processes at once: only the one that marks a run records its gaps.
+ * Finds ingest runs that ended without a clean stop — their lock is free (their session is
+ * gone: a kill -9 is found at once) or their heartbeat is three beats old — marks them
+ * crashed, and records a `not_running` gap for each of their symbols: from the symbol's last
+ * tick before the next run started (or its last tick, when none has) to the first tick after
+ * it, or ongoing until one comes. Safe from several processes at once: only the one that
+ * marks a run records its gaps.
  */
 export async function findCrashedRuns(sql: Sql, options: CrashCheckOptions = {}): Promise<Gap[]> {
   const logger = options.logger ?? silentLogger;
-  const host = options.host ?? hostName();
-  const alive = options.alive ?? processAlive;
+  // pg_try_advisory_xact_lock: taken and released within the statement if the run's own
+  // session no longer holds it. Only runs not yet judged stale are probed.
   const runs = await sql<RunRow[]>`
-    SELECT run_id, host, pid, symbols, started_at, heartbeat_at,
-      heartbeat_at < now() - 3 * heartbeat_ms * INTERVAL '1 millisecond' AS stale
-    FROM tickpipe_runs
-    WHERE stopped_at IS NULL`;
+    SELECT run_id, host, pid, symbols, started_at, heartbeat_at, stale,
+      stale OR pg_try_advisory_xact_lock(${LOCK_NAMESPACE}, hashtext(run_id::text)) AS free
+    FROM (
+      SELECT *, heartbeat_at < now() - 3 * heartbeat_ms * INTERVAL '1 millisecond' AS stale
+      FROM tickpipe_runs
+      WHERE stopped_at IS NULL AND run_id <> ${options.selfRunId ?? crypto.randomUUID()}
+    ) AS r`;
   const gaps: Gap[] = [];
   for (const run of runs) {
-    if (run.run_id === options.selfRunId) continue;
-    const gone = host !== "" && run.host === host && alive(run.pid) === false;
-    if (!run.stale && !gone) continue;
+    if (!run.free) continue;
     const recorded = await sql.begin(async (tx) => {
-      const marked = await tx`
+      const marked = await tx<{ next: Date | null }[]>`
         UPDATE tickpipe_runs SET stopped_at = heartbeat_at, stop_kind = 'crashed'
-        WHERE run_id = ${run.run_id} AND stopped_at IS NULL RETURNING 1`;
+        WHERE run_id = ${run.run_id} AND stopped_at IS NULL
+        RETURNING (SELECT min(later.started_at) FROM tickpipe_runs AS later
+          WHERE later.started_at > tickpipe_runs.started_at) AS next`;
       if (marked.length === 0) return [];
+      const next = marked[0]!.next;
       const found: Gap[] = [];
       for (const symbol of run.symbols) {
-        const [last] = await tx<{ time: Date | null }[]>`
-          SELECT max("time") AS time FROM crypto_ticks WHERE symbol = ${symbol} AND source = 0`;
+        const [bounds] = await tx<{ last: Date | null; after: Date | null }[]>`
+          WITH last AS (
+            SELECT max("time") AS time FROM crypto_ticks
+            WHERE symbol = ${symbol} AND source = 0
+              AND (${next}::timestamptz IS NULL OR "time" < ${next})
+          )
+          SELECT last.time AS last,
+            (SELECT min("time") FROM crypto_ticks
+              WHERE symbol = ${symbol} AND source = 0 AND "time" > last.time) AS after
+          FROM last`;
         const gap = await recordGap(tx, {
           symbol,
           reason: "not_running",
-          start: last?.time ?? run.started_at,
+          start: bounds?.last ?? run.started_at,
+          end: bounds?.after ?? null,
           detail: `ingest run on ${run.host} (pid ${run.pid}) ended without a clean stop ` +
             `(crash or kill); last heartbeat ${run.heartbeat_at.toISOString()}`,
           runId: run.run_id,
@@ -123,10 +163,10 @@ export async function findCrashedRuns(sql: Sql, options: CrashCheckOptions = {})
       }
       return found;
     });
-    if (recorded.length > 0 || gone || run.stale) {
+    if (recorded.length > 0) {
       logger.warn(
         `Found an ingest run that ended without a clean stop (${
-          gone ? "its process is gone" : "no heartbeat for three beats"
+          run.stale ? "no heartbeat for three beats" : "its database session is gone"
         }): recorded ${recorded.length} gap(s)`,
         { run: run.run_id, host: run.host, pid: run.pid },
       );
@@ -146,4 +186,13 @@ export async function liveSymbols(sql: Sql): Promise<Set<string>> {
     WHERE stopped_at IS NULL
       AND heartbeat_at >= now() - 3 * heartbeat_ms * INTERVAL '1 millisecond'`;
   return new Set(rows.map((r) => r.symbol));
+}
+
+/** This machine's name (recorded with a run, for people), or "" when it cannot be read. */
+export function hostName(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "";
+  }
 }
