@@ -10,6 +10,11 @@ export interface RefreshWindow {
 
 const BUCKET_MS: Record<string, number> = { "1m": 60_000, "1h": 3_600_000, "1d": 86_400_000 };
 
+// TimescaleDB refuses a refresh whose window overlaps one in progress (a policy job, say)
+// with lock_not_available: wait for it, a bounded number of times.
+const CONCURRENT = "55P03";
+const ATTEMPTS = 20;
+
 /**
  * Refreshes the continuous aggregates over `window`, finest first (1m → 1h → 1d), since
  * each level is computed from the one below. TimescaleDB mode only.
@@ -24,14 +29,18 @@ const BUCKET_MS: Record<string, number> = { "1m": 60_000, "1h": 3_600_000, "1d":
  *
  * `refresh_continuous_aggregate` commits internally and refuses to run inside a
  * transaction block, so each CALL goes out as its own statement on the pool (autocommit),
- * never inside `sql.begin`. The arguments are cast because the procedure takes "any".
+ * never inside `sql.begin`. The arguments are cast because the procedure takes "any". A
+ * refresh that meets a concurrent one over an overlapping window (a policy job that has
+ * just started, for instance) waits and tries again, up to 20 times.
  */
 export async function refreshCandles(
   sql: Sql,
   window: RefreshWindow,
-  options: { logger?: Logger; nowMs?: number } = {},
+  options: { logger?: Logger; nowMs?: number; sleep?: (ms: number) => Promise<void> } = {},
 ): Promise<string[]> {
   const logger = options.logger ?? silentLogger;
+  const sleep = options.sleep ??
+    ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const now = options.nowMs ?? Date.now();
   const refreshed: string[] = [];
   for (const interval of CANDLE_INTERVALS) {
@@ -42,9 +51,20 @@ export async function refreshCandles(
     const to = Math.min(Math.ceil((window.to?.getTime() ?? Infinity) / size) * size, current);
     if (from !== undefined && from >= to) continue;
     const started = performance.now();
-    await sql`
-      CALL refresh_continuous_aggregate(${relation}::regclass,
-        ${from === undefined ? null : new Date(from)}::timestamptz, ${new Date(to)}::timestamptz)`;
+    for (let attempt = 1;; attempt++) {
+      try {
+        await sql`
+          CALL refresh_continuous_aggregate(${relation}::regclass,
+            ${from === undefined ? null : new Date(from)}::timestamptz, ${new Date(
+          to,
+        )}::timestamptz)`;
+        break;
+      } catch (error) {
+        if ((error as { code?: string }).code !== CONCURRENT || attempt >= ATTEMPTS) throw error;
+        logger.debug(`A concurrent refresh of ${relation} is in progress; waiting`);
+        await sleep(Math.min(2_000, 100 * attempt));
+      }
+    }
     logger.info(`Refreshed ${relation}`, { ms: Math.round(performance.now() - started) });
     refreshed.push(relation);
   }
