@@ -137,8 +137,9 @@ Deno.test("Simulator REST credits: headers, 429 bodies past the minute's limit, 
   for (const httpErrorStatus of [false, true]) {
     await t.step(`429 as ${httpErrorStatus ? "HTTP status" : "a body with HTTP 200"}`, async () => {
       const start = pastHour();
-      await withSimulator({ rate: 1, clock: { startMs: start }, httpErrorStatus }, async (sim) => {
-        const set = await fetch(`${sim.apiUrl}/control/credits?per_minute=3&per_day=5`, {
+      await withSimulator({ rate: 1, clock: { startMs: start } }, async (sim) => {
+        const as = httpErrorStatus ? "http" : "body";
+        const set = await fetch(`${sim.apiUrl}/control/credits?per_minute=3&per_day=5&as=${as}`, {
           method: "POST",
         });
         assert.deepEqual(await set.json(), { ok: true, per_minute: 3, per_day: 5 });

@@ -15,6 +15,8 @@ export interface CreditLimits {
   perMinute?: number | undefined;
   /** Credits per UTC day; unlimited when absent. */
   perDay?: number | undefined;
+  /** A 429 as HTTP 429 (true) or as Twelve Data usually sends it, HTTP 200 with the body. */
+  httpStatus?: boolean | undefined;
 }
 
 /** REST counters for `/stats`. */
@@ -150,7 +152,10 @@ export class SimulatorRest {
   }
 
   #error(code: number, message: string, headers?: HeadersInit): Response {
-    return errorResponse(code, message, { httpStatus: this.#options.httpErrorStatus, headers });
+    const httpStatus = code === 429 && this.#limits.httpStatus !== undefined
+      ? this.#limits.httpStatus
+      : this.#options.httpErrorStatus;
+    return errorResponse(code, message, { httpStatus, headers });
   }
 
   #roll(now: number): void {

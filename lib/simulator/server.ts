@@ -105,7 +105,10 @@ export interface SimulatorHandle {
   /** Refuses (true) or accepts again (false) the key, for new connections and REST. */
   refuseKey(on: boolean): void;
   setRate(rate: number | "max"): void;
-  /** Sets the REST credit limits (`POST /control/credits?per_minute=8&per_day=800`). */
+  /**
+   * Sets the REST credit limits and how a 429 is sent
+   * (`POST /control/credits?per_minute=8&per_day=800&as=http|body`).
+   */
   setCredits(limits: CreditLimits): void;
   /** The simulator's time (epoch ms): the wall clock, or the manual clock. */
   now(): number;
@@ -636,9 +639,14 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
             return text === "" || text === "off" ? undefined : Number(text);
           };
           const current = rest.limits;
+          const as = params.get("as");
+          if (as !== null && as !== "http" && as !== "body") {
+            throw new RangeError(`Cannot send 429s as "${as}": expected http or body`);
+          }
           setCredits({
             perMinute: limit("per_minute", current.perMinute),
             perDay: limit("per_day", current.perDay),
+            httpStatus: as === null ? current.httpStatus : as === "http",
           });
           const limits = rest.limits;
           return Response.json({
