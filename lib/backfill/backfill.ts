@@ -98,7 +98,6 @@ export async function runBackfill(
     bars: 0,
     current: undefined,
   };
-  const refused = new Map<string, string>();
   const skipped = new Set<number>();
   const tallies = new Map<number, GapTally>();
   const report = () => options.onProgress?.({ ...progress });
@@ -121,11 +120,6 @@ export async function runBackfill(
     progress.current = chunk;
     progress.chunksDone++;
     if (skipped.has(gap.id)) continue;
-    const reason = refused.get(gap.symbol);
-    if (reason !== undefined) {
-      await giveUp(chunk, [gap.id], reason);
-      continue;
-    }
     const tally = tallies.get(gap.id) ?? { missing: 0, stored: 0, touched: undefined };
     tallies.set(gap.id, tally);
     tally.missing += chunk.missing;
@@ -138,12 +132,11 @@ export async function runBackfill(
         break;
       }
       if (typeof answer === "string") {
+        // A symbol the plan refuses is refused for all its gaps; a bad window, for this one.
         const ids = answer.startsWith("refused:")
           ? plan.chunks.filter((c) => c.gap.symbol === gap.symbol).map((c) => c.gap.id)
           : [gap.id];
-        const detail = answer.replace(/^(refused|bad):/, "");
-        if (answer.startsWith("refused:")) refused.set(gap.symbol, detail);
-        await giveUp(chunk, [...new Set(ids)], detail);
+        await giveUp(chunk, [...new Set(ids)], answer.replace(/^(refused|bad):/, ""));
         continue;
       }
       bars = answer.bars;
