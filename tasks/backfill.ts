@@ -118,25 +118,31 @@ export function run(args: string[]): Promise<number> {
       await checkGapSchema(db.sql, "backfill");
       const mode = await readCandleMode(db.sql);
       await findCrashedRuns(db.sql, { logger });
-      const gaps = options.gaps
-        ? await listGaps(db.sql, {
-          symbols: options.symbols,
-          from: options.from,
-          to: options.to,
-          states: ["open"],
-        })
-        : await historyGaps(db.sql, options.symbols, { from: options.from!, to: options.end });
-      const plan = await planFill(db.sql, gaps, {
-        nowMs: Date.now(),
-        live: await liveSymbols(db.sql),
-      });
+      // History gaps are written to the log only once the run goes ahead: a dry run, or a
+      // question answered no, leaves the log as it was.
+      const plan = async (record: boolean) =>
+        await planFill(
+          db.sql,
+          options.gaps
+            ? await listGaps(db.sql, {
+              symbols: options.symbols,
+              from: options.from,
+              to: options.to,
+              states: ["open"],
+            })
+            : await historyGaps(db.sql, options.symbols, { from: options.from!, to: options.end }, {
+              record,
+            }),
+          { nowMs: Date.now(), live: await liveSymbols(db.sql) },
+        );
+      const estimate = await plan(false);
 
       const gate = new CreditGate({
         onWait: (ms, why) => logger.debug(`${why} (${Math.ceil(ms / 1000)} s)`),
       });
       const rest = new TwelveDataRest({ ...twelveData, onResponse: (r) => gate.observe(r) });
       let usage: Parameters<typeof describePlan>[1];
-      if (plan.requests > 0) {
+      if (estimate.requests > 0) {
         try {
           const u = await rest.apiUsage();
           usage = { perMinute: u.plan_limit, perDay: u.plan_daily_limit, usedToday: u.daily_usage };
@@ -147,21 +153,21 @@ export function run(args: string[]): Promise<number> {
           });
         }
       }
-      console.log(describePlan(plan, usage));
-      if (plan.waiting.length > 0) {
+      console.log(describePlan(estimate, usage));
+      if (estimate.waiting.length > 0) {
         console.log(
-          `${plan.waiting.length} ongoing gap(s) of symbols a running ingest streams are left ` +
+          `${estimate.waiting.length} ongoing gap(s) of symbols a running ingest streams are left ` +
             "to it: it fills them once the stream is back.",
         );
       }
-      if (options.dryRun || plan.chunks.length === 0) return 0;
-      if (plan.requests > 0 && !options.yes) {
+      if (options.dryRun || estimate.chunks.length === 0) return 0;
+      if (estimate.requests > 0 && !options.yes) {
         if (!Deno.stdin.isTerminal()) {
           throw new UsageError(
-            `Cannot ask whether to spend ${plan.requests} API credit(s): stdin is not a terminal (pass --yes to go ahead)`,
+            `Cannot ask whether to spend ${estimate.requests} API credit(s): stdin is not a terminal (pass --yes to go ahead)`,
           );
         }
-        if (!confirm(`Spend ${plan.requests} API credit(s)?`)) {
+        if (!confirm(`Spend ${estimate.requests} API credit(s)?`)) {
           console.log("Cancelled: nothing was requested.");
           return 0;
         }
@@ -181,7 +187,7 @@ export function run(args: string[]): Promise<number> {
       });
       let result: BackfillResult;
       try {
-        result = await runBackfill(db.sql, plan, {
+        result = await runBackfill(db.sql, options.gaps ? estimate : await plan(true), {
           rest,
           gate,
           mode,

@@ -410,10 +410,12 @@ Deno.test("backfill --symbols BTC/USD --days 7: the cost first, a progress bar o
           const dry = await backfillTask(db, sim, [...args, "--dry-run"]);
           assert.equal(dry.code, 0, dry.stderr);
           assert.match(dry.stdout, /3 request\(s\) to \/time_series = 3 API credit\(s\)/);
+          assert.deepEqual(await listGaps(db.sql), [], "a dry run writes nothing");
           const refused = await backfillTask(db, sim, args);
           assert.equal(refused.code, 2);
           assert.match(refused.stderr, /stdin is not a terminal \(pass --yes to go ahead\)/);
           assert.equal(sim.stats().rest_credits_used, 0, "nothing spent before the answer");
+          assert.deepEqual(await listGaps(db.sql), [], "nor recorded");
           const run = await backfillTask(db, sim, [...args, "--yes"]);
           assert.equal(run.code, 0, run.stderr);
           assert.ok(!run.stderr.includes("\r"), "no carriage returns in a log");
@@ -425,6 +427,19 @@ Deno.test("backfill --symbols BTC/USD --days 7: the cost first, a progress bar o
           const [row] = await db.sql<{ minutes: number }[]>`
           SELECT count(*)::int AS minutes FROM crypto_ticks WHERE source = 1`;
           assert.ok(row!.minutes > 10_000, `${row!.minutes} minutes`);
+          // A symbol the API does not serve: its gap is unfillable, with Twelve Data's reason.
+          const unknown = await backfillTask(db, sim, [
+            "--symbols",
+            "NOPE",
+            "--days",
+            "1",
+            "--yes",
+          ]);
+          assert.equal(unknown.code, 0, unknown.stderr);
+          assert.match(unknown.stdout, /1 unfillable/);
+          assert.match(unknown.stdout, /^Unfillable: NOPE \(gap \d+\): .*not found/m);
+          const [nope] = await listGaps(db.sql, { symbols: ["NOPE"] });
+          assert.equal(nope!.state, "unfillable");
         } finally {
           await db.drop();
         }

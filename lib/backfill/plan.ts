@@ -124,7 +124,7 @@ export function describePlan(
   usage?: { perMinute?: number | undefined; perDay?: number | undefined; usedToday?: number },
 ): string {
   const n = (x: number) => x.toLocaleString("en-US");
-  const gaps = new Set(plan.chunks.map((c) => c.gap.id)).size;
+  const gaps = new Set(plan.chunks.map((c) => c.gap)).size;
   if (gaps === 0) return "Nothing to fill: no open gap in the log (deno task gaps lists them).";
   if (plan.requests === 0) {
     return `Nothing to request: ${n(gaps)} gap(s), no whole minute without data (0 API credits).`;
