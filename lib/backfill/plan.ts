@@ -33,7 +33,8 @@ export interface FillPlan {
 
 /**
  * Counts the minutes of `[fromMs, toMs)` in which `symbol` has no row at all (no tick, no
- * bar): what REST bars can fill. One index probe per minute, none when the window is empty.
+ * bar): what REST bars can fill. One range scan of the window (on TimescaleDB's columnstore,
+ * one decompression, not one per minute).
  */
 export async function missingMinutes(
   sql: ISql,
@@ -42,19 +43,11 @@ export async function missingMinutes(
   toMs: number,
 ): Promise<number> {
   if (toMs <= fromMs) return 0;
-  const from = new Date(fromMs);
-  const to = new Date(toMs);
-  const [row] = await sql<{ missing: number }[]>`
-    SELECT CASE WHEN NOT EXISTS (
-        SELECT 1 FROM crypto_ticks WHERE symbol = ${symbol} AND "time" >= ${from} AND "time" < ${to})
-      THEN ${Math.round((toMs - fromMs) / MINUTE_MS)}::int
-      ELSE (SELECT count(*)::int
-        FROM generate_series(${from}::timestamptz, ${to}::timestamptz - INTERVAL '1 minute',
-          INTERVAL '1 minute') AS m
-        WHERE NOT EXISTS (SELECT 1 FROM crypto_ticks AS t
-          WHERE t.symbol = ${symbol} AND t."time" >= m AND t."time" < m + INTERVAL '1 minute'))
-      END AS missing`;
-  return row?.missing ?? 0;
+  const [row] = await sql<{ taken: number }[]>`
+    SELECT count(DISTINCT floor(extract(epoch FROM "time") / 60))::int AS taken
+    FROM crypto_ticks
+    WHERE symbol = ${symbol} AND "time" >= ${new Date(fromMs)} AND "time" < ${new Date(toMs)}`;
+  return Math.round((toMs - fromMs) / MINUTE_MS) - (row?.taken ?? 0);
 }
 
 /**
