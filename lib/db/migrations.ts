@@ -94,10 +94,24 @@ async function checksum(text: string): Promise<string> {
 /** Key of the advisory lock that keeps two concurrent `setup` runs apart. */
 const LOCK_KEY = 7_316_402_911;
 
+const TRANSIENT_ATTEMPTS = 5;
+
+/**
+ * An error a retry of the whole migration can outlive: a deadlock or serialization failure,
+ * or TimescaleDB's background jobs (the policies an earlier migration just created start at
+ * once) touching the catalog rows a migration drops ("tuple concurrently deleted").
+ */
+function isTransient(error: unknown): boolean {
+  const e = error as { code?: string; message?: string };
+  return e?.code === "40P01" || e?.code === "40001" ||
+    /tuple concurrently (deleted|updated)/.test(e?.message ?? "");
+}
+
 /**
  * Applies the migrations not yet recorded in `tickpipe_migrations`, in order, each
  * in its own transaction together with its record: a failing migration rolls back
- * entirely and stops the run. Re-running applies nothing.
+ * entirely and stops the run (after up to 5 attempts when the failure is transient, see
+ * `isTransient`). Re-running applies nothing.
  */
 export async function migrate(
   sql: Sql,
@@ -106,9 +120,13 @@ export async function migrate(
     timescaleVersion?: string | undefined;
     migrations?: Migration[];
     logger?: Logger;
+    /** Waits between attempts after a transient failure (default: real timers). */
+    sleep?: (ms: number) => Promise<void>;
   },
 ): Promise<MigrationResult> {
   const logger = options.logger ?? silentLogger;
+  const sleep = options.sleep ??
+    ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const migrations = [...(options.migrations ?? MIGRATIONS)].sort((a, b) => a.version - b.version);
   const reserved = await sql.reserve();
   try {
@@ -139,22 +157,28 @@ export async function migrate(
       }
       const text = renderMigration(migration, mode, options.timescaleVersion);
       const sum = await checksum(text);
-      await reserved.unsafe("BEGIN");
-      try {
-        await reserved.unsafe(text);
-        await reserved`
-          INSERT INTO tickpipe_migrations (version, name, mode, checksum)
-          VALUES (${migration.version}, ${migration.name}, ${mode}, ${sum})`;
-        await reserved.unsafe("COMMIT");
-      } catch (error) {
-        await reserved.unsafe("ROLLBACK").catch(() => {});
-        const message = error instanceof Error ? error.message : String(error);
-        throw new MigrationError(
-          `Migration ${
-            String(migration.version).padStart(3, "0")
-          }_${migration.name} failed and was rolled back: ${message}`,
-          { cause: error },
-        );
+      const label = `${String(migration.version).padStart(3, "0")}_${migration.name}`;
+      for (let attempt = 1;; attempt++) {
+        await reserved.unsafe("BEGIN");
+        try {
+          await reserved.unsafe(text);
+          await reserved`
+            INSERT INTO tickpipe_migrations (version, name, mode, checksum)
+            VALUES (${migration.version}, ${migration.name}, ${mode}, ${sum})`;
+          await reserved.unsafe("COMMIT");
+          break;
+        } catch (error) {
+          await reserved.unsafe("ROLLBACK").catch(() => {});
+          const message = error instanceof Error ? error.message : String(error);
+          if (attempt < TRANSIENT_ATTEMPTS && isTransient(error)) {
+            logger.warn(`Migration ${label} met a concurrent job (${message}); retrying`);
+            await sleep(250 * attempt);
+            continue;
+          }
+          throw new MigrationError(`Migration ${label} failed and was rolled back: ${message}`, {
+            cause: error,
+          });
+        }
       }
       logger.info(
         `Applied migration ${String(migration.version).padStart(3, "0")}_${migration.name}`,
