@@ -48,6 +48,14 @@ export const COMMANDS: Record<string, { load: () => Promise<Task>; summary: stri
     load: () => import("./tasks/quarantine.ts"),
     summary: "list, replay or discard the ticks the database refused",
   },
+  gaps: {
+    load: () => import("./tasks/gaps.ts"),
+    summary: "print the gap log: where ticks may be missing, why, filled or not",
+  },
+  backfill: {
+    load: () => import("./tasks/backfill.ts"),
+    summary: "fill gaps (or load history) from REST 1-minute bars",
+  },
 };
 
 const USAGE = () =>

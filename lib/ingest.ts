@@ -1,5 +1,9 @@
 import type { Sql } from "postgres";
+import { BackgroundBackfiller } from "./backfill/background.ts";
+import type { Clock } from "./backfill/clock.ts";
+import { readCandleMode } from "./candles/query.ts";
 import { UserError } from "./errors.ts";
+import { GapRecorder } from "./gaps/recorder.ts";
 import { IngestLeases, type LeaseOptions, type LeaseStats, type Taken } from "./lease/mod.ts";
 import { tolerateRejections } from "./last_resort.ts";
 import { type Logger, silentLogger } from "./log.ts";
@@ -57,6 +61,14 @@ export interface IngestOptions {
     LeaseOptions<PriceEvent>,
     "symbols" | "logger" | "onAcquire" | "onLose" | "onRelease"
   >;
+  /** The gap log: how often the run records its heartbeat (default 10 s). */
+  gaps?: { heartbeatMs?: number };
+  /**
+   * Backfill on reconnect: fill each gap the stream closes from REST bars in the background,
+   * within `perHour` API credits an hour, `delayMs` after the gap (default 60 s). Off when
+   * absent (the ingest task turns it on unless `--no-backfill`).
+   */
+  backfill?: { perHour: number; delayMs?: number; clock?: Clock } | undefined;
 }
 
 /** What an ingest run did, as of the moment it is taken. */
@@ -290,27 +302,67 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
     logger,
     ...options.pipeline,
   });
+  let client: TwelveDataClient | undefined;
+  let backfiller: BackgroundBackfiller | undefined;
   let leases: IngestLeases<PriceEvent> | undefined;
+  let recorder: GapRecorder;
+  try {
+    recorder = await GapRecorder.start(sql, {
+      symbols: [...specs.keys()],
+      // With leases, the gaps of a symbol are this process's only while it holds it.
+      leased: options.lease !== undefined,
+      lastTicks: () => client?.stats().lastTickMs ?? {},
+      heartbeatMs: options.gaps?.heartbeatMs,
+      onClosed: (gaps) => backfiller?.enqueue(gaps),
+      logger,
+    });
+  } catch (error) {
+    await pipeline.close();
+    throw error;
+  }
+  const gaps = recorder;
+  const push = (event: PriceEvent) => {
+    const result = pipeline.pushPrice(event);
+    if (result === "dropped") gaps.dropped(event.symbol, event.timeMs);
+    else if (result !== "rejected") gaps.tick(event.symbol, event.timeMs);
+  };
   const onEvent = (event: TwelveDataEvent) => {
     // The client's schema has checked the event: the pipeline's fast path does the rest.
     if (event.event !== "price") return;
     if (leases && !leases.admit(event)) return;
-    pipeline.pushPrice(event);
+    push(event);
   };
-  let client: TwelveDataClient;
   try {
-    client = new TwelveDataClient({ ...options.twelveData, logger, onEvent, ...options.client });
+    client = new TwelveDataClient({
+      ...options.twelveData,
+      logger,
+      onEvent,
+      onConnection: (event) => gaps.connection(event),
+      ...options.client,
+    });
+    if (options.backfill) {
+      backfiller = new BackgroundBackfiller(sql, {
+        twelveData: options.twelveData,
+        mode: await readCandleMode(sql),
+        perHour: options.backfill.perHour,
+        delayMs: options.backfill.delayMs,
+        clock: options.backfill.clock,
+        logger,
+      });
+    }
   } catch (error) {
-    // Bad client options: release what the pipeline opened before failing.
+    // Bad client options: release what the pipeline and the gap log opened before failing.
+    await gaps.stop();
     await pipeline.close();
     throw error;
   }
+  const stream = client;
 
   let lastTicks = 0;
   let lastAt = started;
   const snapshot = (): IngestSummary => {
     const now = performance.now();
-    const clientStats = client.stats();
+    const clientStats = stream.stats();
     const ticksPerS = now > lastAt ? (clientStats.ticks - lastTicks) / ((now - lastAt) / 1000) : 0;
     return {
       client: clientStats,
@@ -353,12 +405,20 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
         symbols: [...specs.keys()],
         logger,
         onAcquire: (taken) => {
+          gaps.own(taken.map((t) => ({
+            symbol: t.symbol,
+            lastTickMs: t.lastTick?.timeMs,
+            unreleased: t.previous !== undefined && !t.previous.released,
+          })));
           pipeline.seed(seedRowsOf(taken));
-          client.subscribe(specsOf(taken.map((t) => t.symbol)));
+          stream.subscribe(specsOf(taken.map((t) => t.symbol)));
         },
-        onLose: (symbols) => client.unsubscribe(specsOf(symbols)),
+        onLose: (symbols) => {
+          gaps.disown(symbols);
+          stream.unsubscribe(specsOf(symbols));
+        },
         onRelease: (events) => {
-          for (const event of events) pipeline.pushPrice(event);
+          for (const event of events) push(event);
         },
       });
       try {
@@ -369,24 +429,27 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
         throw new UserError(`Cannot take the ingest leases: ${message}`, { cause: error });
       }
     } else {
-      client.subscribe(options.symbols);
+      stream.subscribe(options.symbols);
     }
     const stopped = new Promise<void>((resolve) => {
       if (options.signal.aborted) resolve();
       options.signal.addEventListener("abort", () => resolve(), { once: true });
     });
     // start() rejects only for a refused key; network faults are retried inside.
-    await Promise.race([client.start(), stopped]);
-    await Promise.race([stopped, client.closed]);
+    await Promise.race([stream.start(), stopped]);
+    await Promise.race([stopped, stream.closed]);
     logger.info("Stopping: closing the WebSocket gracefully, then writing everything held");
   } finally {
     clearInterval(summaryTimer);
     leases?.stopAcquiring();
-    await client.close().catch((error) => logger.warn(`WebSocket close: ${error.message}`));
+    await backfiller?.stop();
+    await stream.close().catch((error) => logger.warn(`WebSocket close: ${error.message}`));
     await pipeline.close();
     // Released only once everything it accepted is written (or spooled): the next owner
     // continues seq from the last stored tick.
     await leases?.close();
+    // After the pipeline has written what it held: the stop's gaps start at the last tick.
+    await gaps.stop();
     await metrics?.close();
     releaseRejections();
   }

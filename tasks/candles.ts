@@ -8,10 +8,10 @@ import {
   CANDLE_INTERVALS,
   fetchCandles,
   formatCandles,
+  instantOption,
   isKnownSymbol,
   isUtc,
   isValidTimeZone,
-  parseInstant,
   readCandleMode,
 } from "../lib/candles/mod.ts";
 
@@ -49,19 +49,9 @@ const OptionsSchema = z.object({
   to: z.string().optional(),
 }).transform((o, ctx) => {
   const zone = o.tz ?? "UTC";
-  const instant = (flag: string, text: string | undefined) => {
-    if (text === undefined) return undefined;
-    const date = parseInstant(text, zone);
-    if (!date) {
-      ctx.addIssue({
-        code: "custom",
-        message: `${flag} must be an ISO date or date-time like 2026-03-01 or 2026-03-01T14:30Z`,
-      });
-    }
-    return date;
-  };
-  const to = instant("--to", o.to) ?? new Date();
-  const from = instant("--from", o.from) ?? new Date(to.getTime() - o.days * DAY_MS);
+  const to = instantOption(ctx, "--to", o.to, zone) ?? new Date();
+  const from = instantOption(ctx, "--from", o.from, zone) ??
+    new Date(to.getTime() - o.days * DAY_MS);
   if (from.getTime() >= to.getTime()) {
     ctx.addIssue({ code: "custom", message: "--from must be before --to" });
   }

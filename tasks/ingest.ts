@@ -12,14 +12,21 @@ import { clientOptionsFromConfig } from "../lib/twelvedata/mod.ts";
 
 const USAGE = `Usage: tickpipe ingest [--symbols BTC/USD,ETH/USD,MSFT,AAPL] [--metrics-port 9464]
                        [--batch-size 5000] [--flush-ms 100] [--no-standby] [--lease-timeout 20]
-                       [--log-level L] [--log-format text|json]
+                       [--no-backfill] [--backfill-budget 30] [--log-level L] [--log-format text|json]
 
 Streams Twelve Data prices into crypto_ticks until SIGINT/SIGTERM, then closes the
 WebSocket gracefully, writes everything it holds, and exits 0.
 
 One writer per symbol: a symbol another ingest process holds is stood by for and taken
 over when that process stops (--no-standby: exit 1 instead). --lease-timeout: seconds
-after which a silent holder (vanished host, frozen process) loses its leases.`;
+after which a silent holder (vanished host, frozen process) loses its leases.
+
+Every gap in the stream (a drop, a stall, a refused symbol, a stop, a hand-over) goes to
+the gap log (deno task gaps); after a reconnect the gap is filled from REST 1-minute bars
+in the background, within --backfill-budget API credits an hour (default 30; 1 credit
+fills up to 4,999 minutes of one symbol), unless --no-backfill.`;
+
+const DEFAULT_BACKFILL_BUDGET = 30;
 
 /** `tickpipe ingest`: the tutorial's WebsocketPipeline, production-grade. */
 export function run(args: string[]): Promise<number> {
@@ -31,6 +38,8 @@ export function run(args: string[]): Promise<number> {
       "flush-ms": { type: "string" },
       "no-standby": { type: "boolean" },
       "lease-timeout": { type: "string" },
+      "no-backfill": { type: "boolean" },
+      "backfill-budget": { type: "string" },
     }, USAGE);
     const symbols = symbolsFlag(values.symbols, USAGE) ?? DEFAULT_SYMBOLS;
     const metricsPort = numberFlag("metrics-port", values["metrics-port"], USAGE, {
@@ -47,6 +56,10 @@ export function run(args: string[]): Promise<number> {
       min: 2,
       max: 3600,
     });
+    const budget = numberFlag("backfill-budget", values["backfill-budget"], USAGE, {
+      min: 1,
+      integer: true,
+    }) ?? DEFAULT_BACKFILL_BUDGET;
 
     const config = configFromFlags(values);
     const logger = loggerFor(config);
@@ -84,6 +97,7 @@ export function run(args: string[]): Promise<number> {
           standby: !values["no-standby"],
           ...(leaseTimeoutS ? { timeoutMs: leaseTimeoutS * 1000 } : {}),
         },
+        backfill: values["no-backfill"] ? undefined : { perHour: budget },
       });
       return 0;
     } finally {

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { openDatabase } from "../lib/db/connection.ts";
-import { parseInstant, readCandleMode, refreshCandles } from "../lib/candles/mod.ts";
+import { instantOption, readCandleMode, refreshCandles } from "../lib/candles/mod.ts";
 
 const USAGE = `Usage: tickpipe refresh [--from TIME] [--to TIME]
 
@@ -14,19 +14,8 @@ are views, always current, and there is nothing to refresh.`;
 
 const WindowSchema = z.object({ from: z.string().optional(), to: z.string().optional() })
   .transform((o, ctx) => {
-    const instant = (flag: string, text: string | undefined) => {
-      if (text === undefined) return undefined;
-      const date = parseInstant(text);
-      if (!date) {
-        ctx.addIssue({
-          code: "custom",
-          message: `${flag} must be an ISO date or date-time like 2026-03-01 or 2026-03-01T14:30Z`,
-        });
-      }
-      return date;
-    };
-    const from = instant("--from", o.from);
-    const to = instant("--to", o.to);
+    const from = instantOption(ctx, "--from", o.from);
+    const to = instantOption(ctx, "--to", o.to);
     if (from && to && from.getTime() >= to.getTime()) {
       ctx.addIssue({ code: "custom", message: "--from must be before --to" });
     }

@@ -3,7 +3,7 @@ import { UsageError } from "../lib/errors.ts";
 import { openDatabase } from "../lib/db/connection.ts";
 import { migrate, recordedMode } from "../lib/db/migrations.ts";
 import { grantReader, READER_NAME_RE } from "../lib/db/reader.ts";
-import { readCandleMode } from "../lib/candles/query.ts";
+import { readCandleMode, refreshCandles } from "../lib/candles/mod.ts";
 import { chooseMode, describeServer, type RequestedMode } from "../lib/db/server_info.ts";
 
 const USAGE = `Usage: tickpipe setup [--mode auto|timescaledb|portable] [--reader NAME]
@@ -60,6 +60,20 @@ export function run(args: string[]): Promise<number> {
           `Applied ${result.applied.length} migration(s): ${
             result.applied.map((m) => `${String(m.version).padStart(3, "0")}_${m.name}`).join(", ")
           }`,
+        );
+      }
+      // Migration 008 rebuilds the continuous aggregates empty (a migration runs in a
+      // transaction, a refresh cannot): materialize the history once, here.
+      if (
+        result.applied.some((m) => m.version === 8) &&
+        await readCandleMode(db.sql) === "timescaledb"
+      ) {
+        const started = performance.now();
+        await refreshCandles(db.sql, {}, { logger });
+        console.log(
+          `Rebuilt the candle aggregates over the whole history (${
+            Math.round(performance.now() - started)
+          } ms)`,
         );
       }
       if (values.reader !== undefined) {

@@ -7,13 +7,17 @@ const USAGE = `Usage: deno task simulate [--port 8765] [--api-key demo] [--rate 
                          [--symbols BTC/USD,AAPL,...|N] [--drop-every SEC] [--stall-every SEC]
                          [--stall-ms MS] [--malformed-every SEC] [--malformed-count N]
                          [--null-arrays] [--graded-status] [--messages-variant] [--refuse-key]
-                         [--rest-limit N] [--max-ticks N] [--log-level LEVEL]
+                         [--rest-limit N] [--rest-limit-day N] [--max-ticks N] [--log-level LEVEL]
                          [--log-format text|json]
 
 Serves a Twelve Data look-alike on 127.0.0.1: the WebSocket at /v1/quotes/price, REST
 (/time_series, /quote, /cryptocurrencies, /api_usage), GET /stats, and faults by flag or
 by POST /control/drop, /control/stall?ms=5000, /control/malformed?count=10,
-/control/edge?count=4, /control/refuse-key?on=1, /control/rate?value=max.
+/control/edge?count=4, /control/refuse-key?on=1, /control/rate?value=max,
+/control/credits?per_minute=8&per_day=800&as=http|body (REST credit limits: a 429, as
+HTTP 429 or as an error body with HTTP 200, past them; --rest-limit, --rest-limit-day).
+/time_series serves the 1-minute bars of every tick the market made since the start
+(sent or not: the market goes on while a client is disconnected), synthetic before.
 --symbols adds symbols to the built-in catalog; a number N adds SYM001/USD..SYMnnn/USD.
 --max-ticks N stops sending price events after N in total (benchmarks: exactly N ticks).`;
 
@@ -38,6 +42,7 @@ export function run(args: string[]): Promise<number> {
         "messages-variant": { type: "boolean" },
         "refuse-key": { type: "boolean" },
         "rest-limit": { type: "string" },
+        "rest-limit-day": { type: "string" },
         "max-ticks": { type: "string" },
       },
       USAGE,
@@ -70,6 +75,11 @@ export function run(args: string[]): Promise<number> {
     };
     const restLimit = numberFlag("rest-limit", values["rest-limit"], USAGE, { min: 1 });
     if (restLimit !== undefined) options.restLimitPerMinute = restLimit;
+    const restLimitDay = numberFlag("rest-limit-day", values["rest-limit-day"], USAGE, {
+      min: 1,
+      integer: true,
+    });
+    if (restLimitDay !== undefined) options.restLimitPerDay = restLimitDay;
     const maxTicks = numberFlag("max-ticks", values["max-ticks"], USAGE, { min: 0, integer: true });
     if (maxTicks !== undefined) options.maxTicks = maxTicks;
     if (values.symbols !== undefined) {

@@ -381,7 +381,10 @@ Deno.test("The candles task prints tables, CSV and JSON, and explains empty resu
       const r = await runTask(db, candlesTask, ["BTC/USD", "--format", "csv"]);
       assert.equal(r.code, 0, r.stderr);
       const [header, ...lines] = r.stdout.split("\n");
-      assert.equal(header, "bucket,symbol,open,high,low,close,volume,vwap,ticks,day_volume");
+      assert.equal(
+        header,
+        "bucket,symbol,open,high,low,close,volume,vwap,ticks,day_volume,filled",
+      );
       const rows = lines.map((line) => {
         const [bucket, symbol, open, high, low, close, volume, vwap, ticks, dayVolume] = line
           .split(",");

@@ -160,6 +160,7 @@ Deno.test("chart API: symbols and candles are the database's, in the documented 
           vwap: c.vwap,
           ticks: c.ticks,
           day_volume: Number(c.dayVolume),
+          filled: c.filled,
         })),
       });
 

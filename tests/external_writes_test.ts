@@ -112,6 +112,7 @@ Deno.test("The tutorial's INSERTs work next to tickpipe's rows and land in the c
       ticks: 7,
       dayVolume: "1011",
       pv: 101 * 1 + 102 * 2,
+      filled: 0,
     };
     // ETH's first minute holds external rows only: no volume, no VWAP.
     const eth = {
@@ -125,6 +126,7 @@ Deno.test("The tutorial's INSERTs work next to tickpipe's rows and land in the c
       ticks: 2,
       dayVolume: "51",
       pv: null,
+      filled: 0,
     };
     const check = async (label: string, coarse: boolean) => {
       const read = (symbol: string, interval: "1m" | "1h" | "1d") =>

@@ -21,9 +21,10 @@ export function addDecimal(a: string, b: string): string {
 
 /**
  * One candle from consecutive candles of one symbol, ordered by bucket, exactly as the
- * continuous aggregates re-aggregate a level into the next: open of the first, close and
- * day volume of the last, max high, min low, sums of volume, pv and ticks (NULLs
- * ignored, NULL when all are), vwap = pv / volume. `bucket` is the result's bucket.
+ * continuous aggregates re-aggregate a level into the next: open of the first, close of the
+ * last, day volume of the last that has one (filled minutes have none), max high, min low,
+ * sums of volume, pv, ticks and filled minutes (NULLs ignored, NULL when all are), vwap =
+ * pv / volume. `bucket` is the result's bucket.
  */
 export function foldCandles(candles: readonly Candle[], bucket: Date): Candle {
   const first = candles[0];
@@ -34,6 +35,8 @@ export function foldCandles(candles: readonly Candle[], bucket: Date): Candle {
   let volume: string | null = null;
   let pv: number | null = null;
   let ticks = 0;
+  let filled = 0;
+  let dayVolume: string | null = null;
   for (const c of candles) {
     if (c.symbol !== first.symbol) {
       throw new RangeError(`Cannot fold candles: "${c.symbol}" among "${first.symbol}"`);
@@ -43,6 +46,8 @@ export function foldCandles(candles: readonly Candle[], bucket: Date): Candle {
     if (c.volume !== null) volume = volume === null ? c.volume : addDecimal(volume, c.volume);
     if (c.pv !== null) pv = (pv ?? 0) + c.pv;
     ticks += c.ticks;
+    filled += c.filled;
+    if (c.dayVolume !== null) dayVolume = c.dayVolume;
   }
   const volumeNumber = volume === null ? 0 : Number(volume);
   return {
@@ -55,7 +60,8 @@ export function foldCandles(candles: readonly Candle[], bucket: Date): Candle {
     volume,
     vwap: pv === null || volumeNumber === 0 ? null : pv / volumeNumber,
     ticks,
-    dayVolume: last.dayVolume,
+    dayVolume,
     pv,
+    filled,
   };
 }

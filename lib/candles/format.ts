@@ -25,12 +25,14 @@ const FILE_COLUMNS = [
   "vwap",
   "ticks",
   "day_volume",
+  "filled",
 ] as const;
 
 /**
  * Renders candles as an aligned table (bucket, open, high, low, close, volume, vwap,
- * ticks), CSV or a JSON array; CSV and JSON also carry symbol and day_volume, with
- * buckets as ISO 8601 UTC instants. Ends with a newline.
+ * ticks, and filled when a candle has minutes filled from REST bars), CSV or a JSON array;
+ * CSV and JSON also carry symbol, day_volume and filled, with buckets as ISO 8601 UTC
+ * instants. Ends with a newline.
  */
 export function formatCandles(candles: Candle[], options: FormatOptions): string {
   switch (options.format) {
@@ -65,10 +67,12 @@ export function candleRecord(c: Candle) {
     vwap: c.vwap,
     ticks: c.ticks,
     day_volume: c.dayVolume === null ? null : Number(c.dayVolume),
+    filled: c.filled,
   };
 }
 
-function csvField(value: string | number | null): string {
+/** A CSV field: empty for null, quoted when it holds a quote, comma or newline. */
+export function csvField(value: string | number | null): string {
   if (value === null) return "";
   const text = String(value);
   return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
@@ -101,7 +105,9 @@ function formatTable(candles: Candle[], options: FormatOptions): string {
     Math.max(2, ...candles.flatMap((c) => [c.open, c.high, c.low, c.close].map(decimals))),
   );
   const zone = options.interval === "1d" ? options.timeZone ?? "UTC" : "UTC";
-  const header = [`bucket (${zone})`, ...TABLE_COLUMNS];
+  // Provenance shows when there is some: minutes filled from REST bars rather than ticks.
+  const filled = candles.some((c) => c.filled > 0);
+  const header = [`bucket (${zone})`, ...TABLE_COLUMNS, ...(filled ? ["filled"] : [])];
   const rows = candles.map((c) => [
     bucketLabel(c.bucket, options.interval, zone),
     String(c.open),
@@ -111,6 +117,7 @@ function formatTable(candles: Candle[], options: FormatOptions): string {
     c.volume ?? "-",
     c.vwap === null ? "-" : c.vwap.toFixed(places),
     String(c.ticks),
+    ...(filled ? [String(c.filled)] : []),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) =>

@@ -27,12 +27,14 @@ export interface Candle {
   volume: string | null;
   /** Volume-weighted average price; null without volume. */
   vwap: number | null;
-  /** Number of ticks in the bucket. */
+  /** Number of streamed ticks in the bucket (REST bars not counted). */
   ticks: number;
   /** The running day volume of the bucket's last tick. */
   dayVolume: string | null;
   /** Sum of price × volume, so candles re-aggregate exactly (vwap = pv / volume). */
   pv: number | null;
+  /** Minutes of the bucket filled from REST 1-minute bars (`deno task backfill`). */
+  filled: number;
 }
 
 /** Which candles to read: `bucket >= from AND bucket < to`. */
@@ -60,6 +62,7 @@ interface CandleRow {
   ticks: number;
   day_volume: string | null;
   pv: number | null;
+  filled: number;
 }
 
 const toCandle = (row: CandleRow): Candle => ({
@@ -74,6 +77,7 @@ const toCandle = (row: CandleRow): Candle => ({
   ticks: row.ticks,
   dayVolume: row.day_volume,
   pv: row.pv,
+  filled: row.filled,
 });
 
 /** True for `UTC` and its aliases, where the stored daily candles already apply. */
@@ -134,7 +138,7 @@ export function candleStatement(sql: Sql, query: CandleQuery, mode: SchemaMode) 
       WHERE symbol = ${query.symbol}
         AND bucket >= ${query.from}::timestamptz AND bucket < ${query.to}::timestamptz`;
   return sql<CandleRow[]>`
-    SELECT bucket, symbol, open, high, low, close, volume, vwap, ticks, day_volume, pv
+    SELECT bucket, symbol, open, high, low, close, volume, vwap, ticks, day_volume, pv, filled
     FROM ${source}
     ORDER BY bucket`;
 }
@@ -168,7 +172,9 @@ function zonedDailyCandles(sql: Sql, query: CandleQuery, timeZone: string, mode:
         sum(volume) AS volume,
         sum(pv) / NULLIF(sum(volume), 0) AS vwap,
         sum(ticks)::integer AS ticks,
-        (array_agg(day_volume ORDER BY bucket))[count(*)] AS day_volume,
+        (array_agg(day_volume ORDER BY bucket) FILTER (WHERE day_volume IS NOT NULL))
+          [count(day_volume)] AS day_volume,
+        sum(filled)::integer AS filled,
         sum(pv) AS pv
       FROM ${hours}
       GROUP BY 1, symbol

@@ -1,3 +1,5 @@
+import type { z } from "zod";
+
 /** True when `timeZone` is an IANA zone name this runtime (and so PostgreSQL) knows. */
 export function isValidTimeZone(timeZone: string): boolean {
   try {
@@ -73,4 +75,25 @@ export function parseInstant(text: string, timeZone = "UTC"): Date | undefined {
   let utc = wall - zoneOffset(wall, timeZone);
   utc = wall - zoneOffset(utc, timeZone);
   return new Date(utc);
+}
+
+/**
+ * Reads a `--flag TIME` option inside a zod transform (see `parseInstant`): the instant,
+ * undefined when the flag is absent, or an issue on `ctx` naming the flag.
+ */
+export function instantOption(
+  ctx: z.RefinementCtx,
+  flag: string,
+  text: string | undefined,
+  timeZone?: string,
+): Date | undefined {
+  if (text === undefined) return undefined;
+  const date = parseInstant(text, timeZone);
+  if (!date) {
+    ctx.addIssue({
+      code: "custom",
+      message: `${flag} must be an ISO date or date-time like 2026-03-01 or 2026-03-01T14:30Z`,
+    });
+  }
+  return date;
 }

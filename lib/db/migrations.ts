@@ -17,6 +17,13 @@ import candlesCompression from "../../sql/003_candles_columnstore.timescaledb_le
 import externalWrites from "../../sql/004_external_writes.sql" with { type: "text" };
 import quarantine from "../../sql/005_quarantine.sql" with { type: "text" };
 import ingestLeases from "../../sql/006_ingest_leases.sql" with { type: "text" };
+import gaps from "../../sql/007_gaps.sql" with { type: "text" };
+import provenancePortable from "../../sql/008_candle_provenance.portable.sql" with {
+  type: "text",
+};
+import provenanceTimescale from "../../sql/008_candle_provenance.timescaledb.sql" with {
+  type: "text",
+};
 
 /** One numbered schema change, with its SQL for each mode. */
 export interface Migration {
@@ -56,6 +63,15 @@ export const MIGRATIONS: Migration[] = [
   { version: 5, name: "quarantine", portable: quarantine, timescaledb: quarantine },
   // A plain table in both modes: a handful of rows per symbol, no time-series features.
   { version: 6, name: "ingest_leases", portable: ingestLeases, timescaledb: ingestLeases },
+  { version: 7, name: "gaps", portable: gaps, timescaledb: gaps },
+  {
+    version: 8,
+    name: "candle_provenance",
+    portable: provenancePortable,
+    // The rebuilt aggregates get the columnstore (or compression) settings of 003 again.
+    timescaledb: `${provenanceTimescale}\n${candlesColumnstore}`,
+    timescaledbLegacy: `${provenanceTimescale}\n${candlesCompression}`,
+  },
 ];
 
 /** The SQL of `migration` for `mode` (and, in TimescaleDB mode, the server's version). */
@@ -87,6 +103,19 @@ async function checksum(text: string): Promise<string> {
 /** Key of the advisory lock that keeps two concurrent `setup` runs apart. */
 const LOCK_KEY = 7_316_402_911;
 
+const TRANSIENT_ATTEMPTS = 5;
+
+/**
+ * An error a retry of the whole migration can outlive: a deadlock or serialization failure,
+ * or TimescaleDB's background jobs (the policies an earlier migration just created start at
+ * once) touching the catalog rows a migration drops ("tuple concurrently deleted").
+ */
+function isTransient(error: unknown): boolean {
+  const e = error as { code?: string; message?: string };
+  return e?.code === "40P01" || e?.code === "40001" ||
+    /tuple concurrently (deleted|updated)/.test(e?.message ?? "");
+}
+
 /**
  * True when `error` means the connection it came from is gone: a FATAL or PANIC from the
  * server (a terminated backend, `extension "timescaledb" must be preloaded`, a shutdown)
@@ -116,8 +145,9 @@ export async function recordedMode(sql: Sql): Promise<SchemaMode | undefined> {
 /**
  * Applies the migrations not yet recorded in `tickpipe_migrations`, in order, each
  * in its own transaction together with its record: a failing migration rolls back
- * entirely and stops the run. Re-running applies nothing. A role that may not create
- * what the schema needs gets a `UserError` naming the grant to ask for.
+ * entirely and stops the run (after up to 5 attempts when the failure is transient, see
+ * `isTransient`). Re-running applies nothing. A role that may not create what the schema
+ * needs gets a `UserError` naming the grant to ask for.
  */
 export async function migrate(
   sql: Sql,
@@ -126,9 +156,13 @@ export async function migrate(
     timescaleVersion?: string | undefined;
     migrations?: Migration[];
     logger?: Logger;
+    /** Waits between attempts after a transient failure (default: real timers). */
+    sleep?: (ms: number) => Promise<void>;
   },
 ): Promise<MigrationResult> {
   const logger = options.logger ?? silentLogger;
+  const sleep = options.sleep ??
+    ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const migrations = [...(options.migrations ?? MIGRATIONS)].sort((a, b) => a.version - b.version);
   const reserved = await sql.reserve();
   // Once the connection is lost, nothing more may be sent on it (see `connectionLost`):
@@ -181,24 +215,32 @@ export async function migrate(
       const label = `${String(migration.version).padStart(3, "0")}_${migration.name}`;
       const text = renderMigration(migration, mode, options.timescaleVersion);
       const sum = await checksum(text);
-      await guard(() => reserved.unsafe("BEGIN"));
-      try {
-        await guard(() => reserved.unsafe(text));
-        await guard(() =>
-          reserved`
-            INSERT INTO tickpipe_migrations (version, name, mode, checksum)
-            VALUES (${migration.version}, ${migration.name}, ${mode}, ${sum})`
-        );
-        await guard(() => reserved.unsafe("COMMIT"));
-      } catch (error) {
-        if (!lost) await guard(() => reserved.unsafe("ROLLBACK")).catch(() => {});
-        let message = error instanceof Error ? error.message : String(error);
-        if (/^\w+ CONNECTION_\w+/.test(message)) {
-          message = `the connection closed (${message}); see the PostgreSQL server log`;
+      for (let attempt = 1;; attempt++) {
+        await guard(() => reserved.unsafe("BEGIN"));
+        try {
+          await guard(() => reserved.unsafe(text));
+          await guard(() =>
+            reserved`
+              INSERT INTO tickpipe_migrations (version, name, mode, checksum)
+              VALUES (${migration.version}, ${migration.name}, ${mode}, ${sum})`
+          );
+          await guard(() => reserved.unsafe("COMMIT"));
+          break;
+        } catch (error) {
+          if (!lost) await guard(() => reserved.unsafe("ROLLBACK")).catch(() => {});
+          let message = error instanceof Error ? error.message : String(error);
+          if (!lost && attempt < TRANSIENT_ATTEMPTS && isTransient(error)) {
+            logger.warn(`Migration ${label} met a concurrent job (${message}); retrying`);
+            await sleep(250 * attempt);
+            continue;
+          }
+          if (/^\w+ CONNECTION_\w+/.test(message)) {
+            message = `the connection closed (${message}); see the PostgreSQL server log`;
+          }
+          throw new MigrationError(`Migration ${label} failed and was rolled back: ${message}`, {
+            cause: error,
+          });
         }
-        throw new MigrationError(`Migration ${label} failed and was rolled back: ${message}`, {
-          cause: error,
-        });
       }
       logger.info(`Applied migration ${label}`);
       result.applied.push({ version: migration.version, name: migration.name });

@@ -1,5 +1,6 @@
 import type { Instrument } from "./catalog.ts";
 import { hashUnit, mulberry32 } from "./prng.ts";
+import { MinuteTape, type SimBar } from "./tape.ts";
 
 const DAY_MS = 86_400_000;
 
@@ -49,10 +50,14 @@ function prefixFor(instrument: Instrument): string {
   }
 }
 
-/** Seeded random walks for a set of instruments, rendered as Twelve Data price frames. */
+/**
+ * Seeded random walks for a set of instruments, rendered as Twelve Data price frames; every
+ * tick is recorded on `tape`, the ground truth of the REST bars.
+ */
 export class Market {
   readonly quotes = new Map<string, Quote>();
   readonly seed: number;
+  readonly tape = new MinuteTape();
   #random: () => number;
 
   constructor(instruments: Iterable<Instrument>, seed: number) {
@@ -93,22 +98,26 @@ export class Market {
     quote.price *= 1 + step + drift;
     const decimals = decimalsFor(instrument, quote.price);
     const price = round(quote.price, decimals);
-    let frame = quote.prefix + Math.floor(nowMs / 1000) + ',"price":' + price;
+    const seconds = Math.floor(nowMs / 1000);
+    let frame = quote.prefix + seconds + ',"price":' + price;
     if (instrument.assetClass !== "stock") {
       const half = quote.price * (instrument.assetClass === "forex" ? 0.00002 : 0.0001) *
         (0.5 + this.#random());
       frame += ',"bid":' + round(quote.price - half, decimals) + ',"ask":' +
         round(quote.price + half, decimals);
     }
+    let volume: number | undefined;
     if (instrument.assetClass !== "forex") {
       const day = Math.floor(nowMs / DAY_MS);
       if (day !== quote.day) {
         quote.day = day;
         quote.dayVolume = 0;
       }
-      quote.dayVolume += 1 + Math.floor(this.#random() * 100);
+      volume = 1 + Math.floor(this.#random() * 100);
+      quote.dayVolume += volume;
       frame += ',"day_volume":' + quote.dayVolume;
     }
+    this.tape.record(instrument.symbol, seconds * 1000, price, volume);
     return frame + "}";
   }
 }
@@ -127,16 +136,6 @@ export const INTERVAL_MS: Readonly<Record<string, number>> = {
   "1day": DAY_MS,
 };
 
-/** One bar as numbers; the REST layer renders it with strings. */
-export interface SimBar {
-  startMs: number;
-  open: number;
-  high: number;
-  low: number;
-  close: number;
-  volume?: number;
-}
-
 // A deterministic price at any instant: two slow waves plus per-minute noise, so bars
 // of any interval agree with each other and with repeated calls.
 function priceAt(instrument: Instrument, seed: number, timeMs: number): number {
@@ -148,7 +147,10 @@ function priceAt(instrument: Instrument, seed: number, timeMs: number): number {
   return instrument.price * (1 + wave + noise);
 }
 
-/** The bar of `instrument` starting at `startMs`, deterministic for a seed. */
+/**
+ * A synthetic bar of `instrument` starting at `startMs`, deterministic for a seed: the
+ * history before the simulator started.
+ */
 export function barAt(
   instrument: Instrument,
   seed: number,

@@ -2,3 +2,4 @@
 export * from "./catalog.ts";
 export * from "./market.ts";
 export * from "./server.ts";
+export * from "./tape.ts";

@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { type Logger, silentLogger } from "../log.ts";
 import { CATALOG, generatedInstruments, type Instrument, instrumentFor } from "./catalog.ts";
-import { barAt, INTERVAL_MS, Market, type Quote } from "./market.ts";
+import { Market, type Quote } from "./market.ts";
+import { BAD_KEY_MESSAGE, type CreditLimits, errorResponse, SimulatorRest } from "./rest.ts";
 
 /** Options of `startSimulator`. */
 export interface SimulatorOptions {
@@ -11,7 +12,11 @@ export interface SimulatorOptions {
   hostname?: string;
   /** The only key accepted (default "demo"). */
   apiKey?: string;
-  /** Price events per second over all subscribed symbols, or "max" (default 10). */
+  /**
+   * Price events per second of the simulator's clock over every symbol subscribed so far
+   * (the market goes on while nobody listens), or "max": as fast as the open sockets take
+   * them, only for the symbols subscribed now (default 10).
+   */
   rate?: number | "max";
   /** PRNG seed: the same seed gives the same price paths (default 1). */
   seed?: number;
@@ -32,6 +37,8 @@ export interface SimulatorOptions {
   unauthorized?: readonly string[];
   /** REST credits per minute before 429 (default unlimited). */
   restLimitPerMinute?: number;
+  /** REST credits per UTC day before 429 (default unlimited). */
+  restLimitPerDay?: number;
   /** Send REST errors with the matching HTTP status instead of 200 (default false). */
   httpErrorStatus?: boolean;
   /** Start refusing every key. */
@@ -40,6 +47,12 @@ export interface SimulatorOptions {
   maxTicks?: number;
   /** Keep every price frame sent, per connection and symbol, for `framesSent` (tests). */
   recordFrames?: boolean;
+  /**
+   * A manual clock starting at `startMs` (epoch ms): the market's time (tick timestamps,
+   * bars, the REST credit minute) moves only with `advance(ms)`, so tests drive time and
+   * can cut a disconnect exactly at minute boundaries. Default: the wall clock.
+   */
+  clock?: { startMs: number };
   logger?: Logger;
 }
 
@@ -67,6 +80,12 @@ export interface SimulatorStats {
   raw_sent: number;
   messages_received: number;
   rest_requests: number;
+  /** REST credits charged (a request answered with 429 costs nothing). */
+  rest_credits_used: number;
+  /** REST requests answered with code 429 (out of credits). */
+  rest_rate_limited: number;
+  /** Symbol subscriptions over all open connections. */
+  subscriptions: number;
   /** Epoch ms of the first and the latest price event sent; null before the first. */
   first_price_sent_at: number | null;
   last_price_sent_at: number | null;
@@ -98,17 +117,26 @@ export interface SimulatorHandle {
   /** Refuses (true) or accepts again (false) the key, for new connections and REST. */
   refuseKey(on: boolean): void;
   setRate(rate: number | "max"): void;
+  /**
+   * Sets the REST credit limits and how a 429 is sent
+   * (`POST /control/credits?per_minute=8&per_day=800&as=http|body`).
+   */
+  setCredits(limits: CreditLimits): void;
+  /** The simulator's time (epoch ms): the wall clock, or the manual clock. */
+  now(): number;
+  /**
+   * Moves the manual clock forward by `ms` and generates, at once, the ticks the market
+   * makes in that time (delivered to whoever is subscribed now). Throws without a manual clock.
+   */
+  advance(ms: number): void;
   close(): Promise<void>;
 }
 
 /** Where the simulator serves Twelve Data's WebSocket. */
 export const WS_PATH = "/v1/quotes/price";
 
-const BAD_KEY_MESSAGE =
-  "**apikey** parameter is incorrect or not specified. You can get your free API key instantly following this link: https://twelvedata.com/pricing";
 // Above this many bytes queued on a socket the simulator skips it (backpressure).
 const HIGH_WATER = 1 << 20;
-const MAX_BARS = 5000;
 
 const SymbolsParam = z.union([
   z.string(),
@@ -152,19 +180,6 @@ function symbolNames(param: z.output<typeof SymbolsParam>): string[] {
     .filter((symbol) => symbol !== "");
 }
 
-function formatDateTime(ms: number, daily: boolean): string {
-  const iso = new Date(ms).toISOString();
-  return daily ? iso.slice(0, 10) : iso.slice(0, 19).replace("T", " ");
-}
-
-function parseDate(text: string): number {
-  if (/^\d{4}-\d{2}-\d{2}$/.test(text)) return Date.parse(`${text}T00:00:00Z`);
-  if (/^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?$/.test(text)) {
-    return Date.parse(`${text.replace(" ", "T")}Z`);
-  }
-  return Date.parse(text);
-}
-
 /**
  * Starts an in-process Twelve Data simulator on 127.0.0.1: the real-time WebSocket at
  * `/v1/quotes/price`, REST (`/time_series`, `/quote`, `/cryptocurrencies`, `/api_usage`),
@@ -182,6 +197,13 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
   }
   instruments.push(...generatedInstruments(options.generatedSymbols ?? 0));
   const market = new Market(instruments, seed);
+  const manual = options.clock;
+  let manualNow = manual?.startMs ?? 0;
+  const now = manual ? () => manualNow : () => Date.now();
+  const startedAt = now();
+  // Quotes subscribed at least once: in rate mode the market keeps ticking them.
+  const live: Quote[] = [];
+  const liveSet = new Set<Quote>();
 
   let rate: number | "max" = options.rate ?? 10;
   let refusing = options.refuseKey ?? false;
@@ -201,7 +223,6 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
     edge_sent: 0,
     raw_sent: 0,
     messages_received: 0,
-    rest_requests: 0,
     first_price_sent_at: null as number | null,
     last_price_sent_at: null as number | null,
   };
@@ -209,20 +230,17 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
   if (!(maxTicks >= 0)) {
     throw new RangeError(`Cannot start the simulator: maxTicks must be >= 0, got ${maxTicks}`);
   }
-  let restWindow = { minute: 0, used: 0 };
   let closing = false;
-
-  function keyOf(request: Request, url: URL, header: string): string | null {
-    const value = request.headers.get(header);
-    if (value) return header === "authorization" ? value.replace(/^apikey\s+/i, "") : value;
-    return url.searchParams.get("apikey");
-  }
-
-  function errorResponse(code: number, message: string): Response {
-    return Response.json({ code, message, status: "error" }, {
-      status: options.httpErrorStatus ? code : 200,
-    });
-  }
+  const rest = new SimulatorRest(market, {
+    apiKey,
+    seed,
+    now,
+    // The minute the simulator starts in is its own: earlier ones are synthetic history.
+    historyEndMs: Math.floor(startedAt / 60_000) * 60_000,
+    httpErrorStatus: options.httpErrorStatus ?? false,
+    limits: { perMinute: options.restLimitPerMinute, perDay: options.restLimitPerDay },
+    refusing: () => refusing,
+  });
 
   // --- WebSocket -------------------------------------------------------------------
 
@@ -266,6 +284,10 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
           type: i.type,
         });
         conn.subs.add(quote);
+        if (!liveSet.has(quote)) {
+          liveSet.add(quote);
+          live.push(quote);
+        }
         let set = subscribers.get(quote);
         if (!set) subscribers.set(quote, set = new Set());
         set.add(conn);
@@ -364,14 +386,16 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
 
   function upgrade(request: Request, url: URL): Response {
     stats.connection_attempts++;
-    const key = keyOf(request, url, "x-td-apikey");
+    const key = request.headers.get("x-td-apikey") ?? url.searchParams.get("apikey");
     if (refusing || key !== apiKey) {
       stats.auth_failures++;
       // Like Twelve Data: HTTP 200 and a JSON error body, no upgrade.
       return Response.json({ code: 401, message: BAD_KEY_MESSAGE, status: "error" });
     }
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-      return errorResponse(400, "Expected a WebSocket upgrade");
+      return errorResponse(400, "Expected a WebSocket upgrade", {
+        httpStatus: options.httpErrorStatus,
+      });
     }
     const { socket, response } = Deno.upgradeWebSocket(request);
     const conn: Connection = {
@@ -438,48 +462,60 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
   }
 
   let carry = 0;
-  let lastPump = Date.now();
+  let lastPump = now();
   let pumpTimer: ReturnType<typeof setTimeout> | undefined;
 
   function pump(): void {
     pumpTimer = undefined;
     // Once maxTicks are sent there is nothing more to pump.
     if (closing || stats.price_events_sent >= maxTicks) return;
-    const now = Date.now();
-    const quotes = activeQuotes();
     if (rate === "max") {
       // As fast as the sockets take them: many frames per turn, until every
       // subscribed socket has a megabyte queued or the turn has run ~10 ms.
+      const t = now();
+      const quotes = activeQuotes();
       let sent = 0;
       if (quotes.length > 0) {
         const until = performance.now() + 10;
-        while (stats.price_events_sent < maxTicks && refreshWritable(now)) {
+        while (stats.price_events_sent < maxTicks && refreshWritable(Date.now())) {
           for (let i = 0; i < 512; i++) {
             const quote = quotes[Math.floor(market.random() * quotes.length)]!;
-            sent += deliver(quote, market.tick(quote, now));
+            sent += deliver(quote, market.tick(quote, t));
           }
           if (performance.now() > until) break;
         }
       }
-      lastPump = now;
+      lastPump = t;
       pumpTimer = setTimeout(pump, sent > 0 ? 0 : 2);
       return;
     }
-    const due = carry + rate * (now - lastPump) / 1000;
-    lastPump = now;
-    let count = Math.floor(due);
-    carry = due - count;
-    if (quotes.length === 0) {
-      carry = 0;
-      count = 0;
-    }
-    count = Math.min(count, Math.max(1, Math.ceil(rate)));
-    if (count > 0) refreshWritable(now);
-    for (let i = 0; i < count; i++) {
-      const quote = quotes[Math.floor(market.random() * quotes.length)]!;
-      deliver(quote, market.tick(quote, now));
-    }
+    generate(now());
     pumpTimer = setTimeout(pump, Math.min(100, Math.max(5, 1000 / rate)));
+  }
+
+  /**
+   * Rate mode: the ticks the market makes from the previous pump to `until`, stamped across
+   * that span (`[previous, until)`), for every symbol subscribed so far. Those of symbols
+   * nobody listens to now are made all the same (and recorded on the tape), just not sent.
+   */
+  function generate(until: number): void {
+    if (rate === "max") return;
+    const from = lastPump;
+    const elapsed = until - from;
+    if (elapsed <= 0) return;
+    lastPump = until;
+    const due = carry + rate * elapsed / 1000;
+    const count = Math.floor(due);
+    carry = due - count;
+    if (live.length === 0) {
+      carry = 0;
+      return;
+    }
+    if (count > 0) refreshWritable(Date.now());
+    for (let i = 0; i < count && stats.price_events_sent < maxTicks; i++) {
+      const quote = live[Math.floor(market.random() * live.length)]!;
+      deliver(quote, market.tick(quote, from + Math.floor(i * elapsed / count)));
+    }
   }
 
   // --- faults ------------------------------------------------------------------------
@@ -495,7 +531,7 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
   }
 
   function malformedFrames(count: number): string[] {
-    const t = Math.floor(Date.now() / 1000);
+    const t = Math.floor(now() / 1000);
     const kinds = [
       `{"event":"price","symbol":"BTC/USD","timestamp":${t},"price":643`,
       `this is not JSON`,
@@ -516,14 +552,13 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
   }
 
   function edgeFrames(count: number): string[] {
-    const now = Date.now();
+    const ms = now();
+    const seconds = Math.floor(ms / 1000);
     const kinds = [
-      `{"event":"price","symbol":"BTC/USD","timestamp":${now},"price":64000.5}`,
-      `{"event":"price","symbol":"'; DROP TABLE ticks;--","timestamp":${
-        Math.floor(now / 1000)
-      },"price":1.5}`,
-      `{"event":"price","symbol":"AAPL\\"), ('x","timestamp":${Math.floor(now / 1000)},"price":2}`,
-      `{"event":"price","symbol":"ÆØÅ/€","timestamp":${Math.floor(now / 1000)},"price":3}`,
+      `{"event":"price","symbol":"BTC/USD","timestamp":${ms},"price":64000.5}`,
+      `{"event":"price","symbol":"'; DROP TABLE ticks;--","timestamp":${seconds},"price":1.5}`,
+      `{"event":"price","symbol":"AAPL\\"), ('x","timestamp":${seconds},"price":2}`,
+      `{"event":"price","symbol":"ÆØÅ/€","timestamp":${seconds},"price":3}`,
     ];
     return Array.from({ length: count }, (_, i) => kinds[i % kinds.length]!);
   }
@@ -553,181 +588,6 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
     logger.info("Simulator dropped every connection", { connections: victims.length });
   }
 
-  // --- REST --------------------------------------------------------------------------
-
-  function chargeCredit(): Response | undefined {
-    if (options.restLimitPerMinute === undefined) return undefined;
-    const minute = Math.floor(Date.now() / 60_000);
-    if (restWindow.minute !== minute) restWindow = { minute, used: 0 };
-    if (restWindow.used >= options.restLimitPerMinute) {
-      return errorResponse(
-        429,
-        `You have run out of API credits for the current minute. ${restWindow.used} API credits were used, with the current limit being ${options.restLimitPerMinute}. Wait for the next minute.`,
-      );
-    }
-    restWindow.used++;
-    return undefined;
-  }
-
-  function timeSeries(params: URLSearchParams): Response {
-    const symbol = params.get("symbol");
-    if (!symbol) return errorResponse(400, "**symbol** parameter is missing or invalid.");
-    const interval = params.get("interval") ?? "";
-    const intervalMs = INTERVAL_MS[interval];
-    if (intervalMs === undefined) {
-      return errorResponse(
-        400,
-        `**interval** must be one of ${Object.keys(INTERVAL_MS).join(", ")} in the simulator`,
-      );
-    }
-    const quote = market.quotes.get(symbol);
-    if (!quote) {
-      return errorResponse(
-        404,
-        `**symbol** ${symbol} not found. Please specify it correctly according to API Documentation.`,
-      );
-    }
-    const timezone = params.get("timezone") ?? "Exchange";
-    if (!["UTC", "Exchange", "Etc/UTC"].includes(timezone)) {
-      return errorResponse(400, `**timezone** ${timezone}: the simulator only speaks UTC`);
-    }
-    const order = params.get("order")?.toLowerCase() ?? "desc";
-    if (order !== "asc" && order !== "desc") {
-      return errorResponse(400, "**order** must be asc or desc");
-    }
-    const outputText = params.get("outputsize");
-    const outputsize = outputText === null ? undefined : Number(outputText);
-    if (
-      outputsize !== undefined &&
-      !(Number.isInteger(outputsize) && outputsize >= 1 && outputsize <= MAX_BARS)
-    ) {
-      return errorResponse(400, "**outputsize** must be a whole number from 1 to 5000");
-    }
-    const startText = params.get("start_date");
-    const endText = params.get("end_date");
-    const start = startText === null ? undefined : parseDate(startText);
-    const end = endText === null ? undefined : parseDate(endText);
-    if (Number.isNaN(start) || Number.isNaN(end)) {
-      return errorResponse(400, "**start_date** and **end_date** must be YYYY-MM-DD [HH:MM:SS]");
-    }
-    const now = Date.now();
-    // Bars start on multiples of the interval (UTC); the newest one may still be forming.
-    const lastStart = Math.floor(Math.min(end === undefined ? now : end - 1, now) / intervalMs) *
-      intervalMs;
-    const limit = start === undefined || end === undefined
-      ? (outputsize ?? (start === undefined && end === undefined ? 30 : MAX_BARS))
-      : MAX_BARS;
-    const starts: number[] = [];
-    for (let t = lastStart; starts.length < limit; t -= intervalMs) {
-      if (start !== undefined && t < start) break;
-      starts.push(t);
-    }
-    if (starts.length === 0) {
-      return errorResponse(
-        400,
-        "No data is available on the specified dates. Try setting different start/end dates.",
-      );
-    }
-    if (order === "asc") starts.reverse();
-    const daily = intervalMs >= INTERVAL_MS["1day"]!;
-    const values = starts.map((t) => {
-      const bar = barAt(quote.instrument, seed, t, intervalMs);
-      const value: Record<string, string> = {
-        datetime: formatDateTime(t, daily),
-        open: String(bar.open),
-        high: String(bar.high),
-        low: String(bar.low),
-        close: String(bar.close),
-      };
-      if (bar.volume !== undefined) value.volume = String(bar.volume);
-      return value;
-    });
-    const i = quote.instrument;
-    const meta: Record<string, string> = { symbol, interval };
-    if (i.currency) meta.currency = i.currency;
-    if (i.currency_base) meta.currency_base = i.currency_base;
-    if (i.currency_quote) meta.currency_quote = i.currency_quote;
-    meta.exchange_timezone = "UTC";
-    meta.exchange = i.exchange;
-    if (i.mic_code) meta.mic_code = i.mic_code;
-    meta.type = i.type;
-    return Response.json({ meta, values, status: "ok" });
-  }
-
-  function quoteResponse(params: URLSearchParams): Response {
-    const symbol = params.get("symbol");
-    if (!symbol) return errorResponse(400, "**symbol** parameter is missing or invalid.");
-    const quote = market.quotes.get(symbol);
-    if (!quote) {
-      return errorResponse(
-        404,
-        `**symbol** ${symbol} not found. Please specify it correctly according to API Documentation.`,
-      );
-    }
-    const now = Date.now();
-    const dayStart = Math.floor(now / 86_400_000) * 86_400_000;
-    const day = barAt(quote.instrument, seed, dayStart, 86_400_000);
-    const close = Number(quote.price.toPrecision(8));
-    const i = quote.instrument;
-    const body: Record<string, unknown> = {
-      symbol,
-      name: i.name,
-      exchange: i.exchange,
-      mic_code: i.mic_code,
-      currency: i.currency ?? i.currency_quote ?? "",
-      datetime: formatDateTime(dayStart, true),
-      timestamp: Math.floor(now / 1000),
-      open: String(day.open),
-      high: String(Math.max(day.high, close)),
-      low: String(Math.min(day.low, close)),
-      close: String(close),
-      previous_close: String(day.open),
-      change: (close - day.open).toPrecision(6),
-      percent_change: ((close - day.open) / day.open * 100).toFixed(5),
-      is_market_open: true,
-    };
-    if (i.assetClass !== "forex") body.volume = String(quote.dayVolume);
-    return Response.json(body);
-  }
-
-  function rest(request: Request, url: URL): Response {
-    stats.rest_requests++;
-    if (refusing || keyOf(request, url, "authorization") !== apiKey) {
-      return errorResponse(401, BAD_KEY_MESSAGE);
-    }
-    if (url.pathname === "/api_usage") {
-      return Response.json({
-        timestamp: formatDateTime(Date.now(), false),
-        current_usage: restWindow.minute === Math.floor(Date.now() / 60_000) ? restWindow.used : 0,
-        plan_limit: options.restLimitPerMinute ?? 800,
-        plan_category: "simulator",
-      });
-    }
-    const limited = chargeCredit();
-    if (limited) return limited;
-    const params = url.searchParams;
-    switch (url.pathname) {
-      case "/time_series":
-        return timeSeries(params);
-      case "/quote":
-        return quoteResponse(params);
-      case "/cryptocurrencies": {
-        const symbol = params.get("symbol");
-        const data = [...market.quotes.values()]
-          .map((q) => q.instrument)
-          .filter((i) => i.assetClass === "crypto" && (!symbol || i.symbol === symbol))
-          .map((i) => ({
-            symbol: i.symbol,
-            available_exchanges: [i.exchange, "Binance", "Kraken"],
-            currency_base: i.currency_base,
-            currency_quote: i.currency_quote,
-          }));
-        return Response.json({ data, status: "ok" });
-      }
-    }
-    return errorResponse(404, `${url.pathname} is not a simulated endpoint`);
-  }
-
   // --- control -------------------------------------------------------------------------
 
   function snapshot(): SimulatorStats {
@@ -739,11 +599,15 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
       for (const [quote, n] of conn.sent) counts[quote.instrument.symbol] = n;
       byConnection[conn.id] = counts;
     }
+    let subscriptions = 0;
+    for (const conn of connections) subscriptions += conn.subs.size;
     return {
       ...stats,
+      ...rest.stats(),
       by_symbol: bySymbol,
       by_connection: byConnection,
       connections: connections.size,
+      subscriptions,
     };
   }
 
@@ -760,11 +624,29 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
     }
     rate = value;
     carry = 0;
-    lastPump = Date.now();
+    lastPump = now();
+  }
+
+  function setCredits(limits: CreditLimits): void {
+    rest.setLimits(limits);
+    logger.info("Simulator credit limits", { ...limits });
+  }
+
+  function advance(ms: number): void {
+    if (!manual) {
+      throw new TypeError("Cannot advance the clock: the simulator runs on the wall clock");
+    }
+    if (!(ms >= 0 && Number.isFinite(ms))) {
+      throw new RangeError(`Cannot advance the clock by ${ms} ms: expected a duration >= 0`);
+    }
+    manualNow += ms;
+    generate(manualNow);
   }
 
   async function control(request: Request, url: URL): Promise<Response> {
-    if (request.method !== "POST") return errorResponse(405, "Use POST for /control");
+    const fail = (code: number, message: string) =>
+      errorResponse(code, message, { httpStatus: options.httpErrorStatus });
+    if (request.method !== "POST") return fail(405, "Use POST for /control");
     const params = url.searchParams;
     const count = () => Number(params.get("count") ?? "1");
     try {
@@ -787,11 +669,35 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
           setRate(value === "max" ? "max" : Number(value));
           return Response.json({ ok: true, rate });
         }
+        case "/control/credits": {
+          // A limit given as "" or "off" is lifted; one not given stays as it is.
+          const limit = (name: string, current: number | undefined) => {
+            const text = params.get(name);
+            if (text === null) return current;
+            return text === "" || text === "off" ? undefined : Number(text);
+          };
+          const current = rest.limits;
+          const as = params.get("as");
+          if (as !== null && as !== "http" && as !== "body") {
+            throw new RangeError(`Cannot send 429s as "${as}": expected http or body`);
+          }
+          setCredits({
+            perMinute: limit("per_minute", current.perMinute),
+            perDay: limit("per_day", current.perDay),
+            httpStatus: as === null ? current.httpStatus : as === "http",
+          });
+          const limits = rest.limits;
+          return Response.json({
+            ok: true,
+            per_minute: limits.perMinute ?? null,
+            per_day: limits.perDay ?? null,
+          });
+        }
       }
     } catch (error) {
-      return errorResponse(400, (error as Error).message);
+      return fail(400, (error as Error).message);
     }
-    return errorResponse(404, `${url.pathname} is not a control endpoint`);
+    return fail(404, `${url.pathname} is not a control endpoint`);
   }
 
   async function handler(request: Request): Promise<Response> {
@@ -799,7 +705,7 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
     if (url.pathname === WS_PATH) return upgrade(request, url);
     if (url.pathname === "/stats") return Response.json(snapshot());
     if (url.pathname.startsWith("/control/")) return await control(request, url);
-    return rest(request, url);
+    return rest.handle(request, url);
   }
 
   const handle: SimulatorHandle = {
@@ -833,6 +739,9 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
       refusing = on;
     },
     setRate,
+    setCredits,
+    now,
+    advance,
     close: async () => {
       if (closing) return;
       closing = true;
@@ -866,7 +775,9 @@ export function startSimulator(options: SimulatorOptions = {}): Promise<Simulato
     onListen: () => {},
     onError: (error) => {
       logger.error("Simulator request failed", { error: (error as Error).message });
-      return errorResponse(500, "Internal simulator error");
+      return errorResponse(500, "Internal simulator error", {
+        httpStatus: options.httpErrorStatus,
+      });
     },
   }, handler);
   const port = server.addr.port;

@@ -20,6 +20,18 @@ export type ClientState =
   | "closed"
   | "failed";
 
+/**
+ * A change of the connection, for observers such as the gap log: `open` (connected and
+ * subscribing; `reconnect` after the first), `dropped` (a connection lost without being
+ * asked to close), `stalled` (the watchdog gave up on a silent connection), `refused` (the
+ * server refused `symbol` at subscribe, with its reason). `atMs` is the wall-clock time.
+ */
+export type ConnectionEvent =
+  | { type: "open"; atMs: number; reconnect: boolean }
+  | { type: "dropped"; atMs: number; code: number; reason: string }
+  | { type: "stalled"; atMs: number; silentMs: number }
+  | { type: "refused"; atMs: number; symbol: string; reason: string };
+
 /** Options of `TwelveDataClient`; only the first three are required. */
 export interface ClientOptions {
   apiKey: string;
@@ -35,6 +47,8 @@ export interface ClientOptions {
    * to consume the stream. Throwing is logged and does not stop the stream.
    */
   onEvent?: (event: TwelveDataEvent) => void;
+  /** Called on every connection change (see `ConnectionEvent`); throwing is logged and ignored. */
+  onConnection?: (event: ConnectionEvent) => void;
   /** Interval of `{"action":"heartbeat"}` (default 10 s). */
   heartbeatMs?: number;
   /** Reconnect after this long without any frame, heartbeat replies included (default 30 s). */
@@ -140,6 +154,7 @@ export class TwelveDataClient {
   #rest: TwelveDataRest;
   #logger: Logger;
   #onEvent: ((event: TwelveDataEvent) => void) | undefined;
+  #onConnection: ((event: ConnectionEvent) => void) | undefined;
   #heartbeatMs: number;
   #watchdogMs: number;
   #backoff: Backoff;
@@ -205,6 +220,7 @@ export class TwelveDataClient {
     this.#rest = new TwelveDataRest({ apiKey: options.apiKey, apiUrl: options.apiUrl });
     this.#logger = options.logger ?? silentLogger;
     this.#onEvent = options.onEvent;
+    this.#onConnection = options.onConnection;
     this.#heartbeatMs = options.heartbeatMs ?? 10_000;
     this.#watchdogMs = options.watchdogMs ?? 30_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
@@ -427,6 +443,7 @@ export class TwelveDataClient {
     if (ws !== this.#ws) return;
     this.#state = "open";
     this.#failures = 0;
+    this.#notify({ type: "open", atMs: Date.now(), reconnect: this.#everOpened });
     if (this.#everOpened) this.#reconnects++;
     this.#everOpened = true;
     if (this.#keyRefusedSince !== undefined) {
@@ -463,8 +480,9 @@ export class TwelveDataClient {
         now - this.#watchSince
       } ms, not even a heartbeat reply: reconnecting`,
     );
+    this.#notify({ type: "stalled", atMs: now, silentMs: now - this.#watchSince });
     this.#abandon(ws, 4000, "watchdog");
-    this.#down(ws, true, 4000, "watchdog");
+    this.#down(ws, true, 4000, "watchdog", true);
   };
 
   /** Detaches a socket and closes it in the background; `close()` waits for it. */
@@ -495,7 +513,7 @@ export class TwelveDataClient {
     }
   }
 
-  #down(ws: WebSocket, opened: boolean, code: number, reason: string): void {
+  #down(ws: WebSocket, opened: boolean, code: number, reason: string, stalled = false): void {
     if (ws !== this.#ws) return;
     this.#ws = undefined;
     this.#setLive(false);
@@ -509,6 +527,7 @@ export class TwelveDataClient {
     if (this.#state === "closed" || this.#state === "failed") return;
     this.#state = "waiting";
     if (opened) {
+      if (!stalled) this.#notify({ type: "dropped", atMs: Date.now(), code, reason });
       this.#logger.warn("Twelve Data connection lost", { code, reason: redact(reason) });
       this.#scheduleReconnect();
       return;
@@ -653,7 +672,13 @@ export class TwelveDataClient {
 
   #subscribeStatus(event: SubscribeStatusEvent): void {
     const refused = this.#subscriptions.answer(event);
-    if (refused.length > 0) this.#logger.warn(refusalLine(refused));
+    if (refused.length > 0) {
+      this.#logger.warn(refusalLine(refused));
+      const atMs = Date.now();
+      for (const [symbol, reason] of refused) {
+        this.#notify({ type: "refused", atMs, symbol, reason });
+      }
+    }
     if (event.success.length > 0) {
       this.#setLive(true);
       this.#logger.info(`Subscribed to ${event.success.length} symbol(s)`, {
@@ -667,6 +692,16 @@ export class TwelveDataClient {
     this.#live = live && this.#state === "open";
     if (this.#live) this.#notLiveSince = undefined;
     else this.#notLiveSince ??= Date.now();
+  }
+
+  #notify(event: ConnectionEvent): void {
+    try {
+      this.#onConnection?.(event);
+    } catch (error) {
+      this.#logger.limited("onConnection", "error", "The connection observer failed", {
+        error: (error as Error)?.message ?? String(error),
+      });
+    }
   }
 
   #emit(event: TwelveDataEvent): void {

@@ -27,6 +27,11 @@ export interface RestOptions {
   apiUrl: string;
   /** Per-request timeout (default 15 s). */
   timeoutMs?: number;
+  /**
+   * Sees every response's status and headers before its body is judged, errors included:
+   * how a caller reads Twelve Data's credit headers (`api-credits-used`, `api-credits-left`).
+   */
+  onResponse?: (response: { path: string; status: number; headers: Headers }) => void;
 }
 
 const ErrorBodySchema = z.looseObject({
@@ -149,6 +154,7 @@ export class TwelveDataRest {
   #apiKey: string;
   #apiUrl: string;
   #timeoutMs: number;
+  #onResponse: RestOptions["onResponse"];
 
   constructor(options: RestOptions) {
     if (!options.apiKey) throw new TypeError("Cannot create the Twelve Data client: no API key");
@@ -156,6 +162,7 @@ export class TwelveDataRest {
     this.#apiKey = options.apiKey;
     this.#apiUrl = options.apiUrl.replace(/\/+$/, "");
     this.#timeoutMs = options.timeoutMs ?? 15_000;
+    this.#onResponse = options.onResponse;
   }
 
   /** `GET /api_usage`: a cheap way to check the key (throws `AuthError` on 401). */
@@ -226,6 +233,7 @@ export class TwelveDataRest {
     } finally {
       clearTimeout(timer);
     }
+    this.#onResponse?.({ path, status: response.status, headers: response.headers });
     let body: unknown;
     try {
       body = JSON.parse(text);

@@ -24,19 +24,26 @@ export async function duplicates(sql: Sql): Promise<number> {
 }
 
 /**
- * Throws, naming the first offending rows, unless the rows of each symbol were inserted in seq
- * order (the physical order of an append-only heap).
+ * Throws, naming the first offenders, unless each symbol's rows were committed in seq order:
+ * every transaction's rows of a symbol come after the previous transaction's. Transactions
+ * are ordered by xmin (the pipeline writes one at a time); ctid would not do, since a page's
+ * space freed by an aborted insert (a connection cut mid-write) is reused by later ones.
  */
 export async function assertInsertedInOrder(sql: Sql): Promise<void> {
-  const back = await sql<{ symbol: string; seq: string; prev: string; ctid: string }[]>`
-    SELECT symbol, seq::text, prev::text, ctid::text FROM (
-      SELECT symbol, seq, lag(seq) OVER (PARTITION BY symbol ORDER BY ctid) AS prev, ctid
-      FROM crypto_ticks
-    ) x WHERE seq < prev ORDER BY symbol, ctid LIMIT 5`;
+  const back = await sql<{ symbol: string; min: string; prev: string; xid: string }[]>`
+    SELECT symbol, min::text, prev::text, xid::text FROM (
+      SELECT symbol, xid, min,
+             max(max) OVER (PARTITION BY symbol ORDER BY xid
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev
+      FROM (
+        SELECT symbol, xmin::text::bigint AS xid, min(seq) AS min, max(seq) AS max
+        FROM crypto_ticks GROUP BY symbol, xmin
+      ) AS per_transaction
+    ) AS x WHERE min < prev ORDER BY symbol, xid LIMIT 5`;
   if (back.length > 0) {
     throw new Error(
-      `Rows were not inserted in seq order: ${
-        back.map((r) => `${r.symbol} seq ${r.seq} after ${r.prev} at ${r.ctid}`).join("; ")
+      `Rows were not committed in seq order: ${
+        back.map((r) => `${r.symbol} seq ${r.min} (xid ${r.xid}) after ${r.prev}`).join("; ")
       }`,
     );
   }
