@@ -28,7 +28,7 @@ import {
   until,
   yesterdayMidnight,
 } from "./_support/gaps.ts";
-import { runDeno, taskPermissions } from "./_support/run.ts";
+import { permissionSet, runDeno } from "./_support/run.ts";
 import { TEST_KEY, withSimulator } from "./_support/sim.ts";
 import { databaseUrl } from "./_support/url.ts";
 
@@ -37,7 +37,7 @@ const SYMBOLS = ["BTC/USD", "AAPL"];
 /** Runs `deno task backfill ARGS` as a subprocess with its own permissions. */
 function backfillTask(db: TestDatabase, sim: SimulatorHandle, args: string[]) {
   return runDeno("tasks/backfill.ts", args, {
-    permissions: taskPermissions("backfill"),
+    permissions: permissionSet("db"),
     env: {
       DATABASE_URL: databaseUrl(db.config),
       TWELVEDATA_API_KEY: TEST_KEY,
@@ -454,7 +454,7 @@ Deno.test("backfill --symbols BTC/USD --days 7: the cost first, a progress bar o
           const command = [
             Deno.execPath(),
             "run",
-            ...taskPermissions("backfill"),
+            ...permissionSet("db"),
             "tasks/backfill.ts",
             ...args,
             "--yes",

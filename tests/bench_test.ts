@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { createTestDatabase } from "./_support/db.ts";
-import { runDeno, taskPermissions } from "./_support/run.ts";
+import { permissionSet, runDeno } from "./_support/run.ts";
 import { databaseUrl } from "./_support/url.ts";
 
-const BENCH_PERMISSIONS = taskPermissions("bench");
+const BENCH_PERMISSIONS = permissionSet("db");
 
 Deno.test("Bench prints one JSON object with every figure, and its rows verify", async () => {
   // Only for the server's address: the bench makes (and drops) databases of its own there.

@@ -4,7 +4,7 @@ import { type ChartServer, serveChart } from "../lib/chart/server.ts";
 import { connect } from "../lib/db/connection.ts";
 import { assertDemoWroteAllSent, createTestDatabase, type TestDatabase } from "./_support/db.ts";
 import { startProxy } from "./_support/proxy.ts";
-import { freePort, taskDataDir, taskPermissions } from "./_support/run.ts";
+import { freePort, permissionSet, taskDataDir } from "./_support/run.ts";
 import { waitFor } from "./_support/sim.ts";
 import { type CandleTick, insertTicks } from "./_support/ticks.ts";
 import { databaseUrl } from "./_support/url.ts";
@@ -298,7 +298,7 @@ Deno.test("chart API: a database that is down or not set up gets a 503 with one 
  */
 async function startTask(task: string, args: string[], env: Record<string, string>) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...taskPermissions(task), `tasks/${task}.ts`, ...args],
+    args: ["run", ...permissionSet("db"), `tasks/${task}.ts`, ...args],
     env: { NO_COLOR: "1", ...env },
     stdout: "piped",
     stderr: "piped",

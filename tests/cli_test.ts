@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { createTestDatabase } from "./_support/db.ts";
-import { freePort, runDeno, taskPermissions } from "./_support/run.ts";
+import { freePort, permissionSet, runDeno } from "./_support/run.ts";
 import { databaseUrl } from "./_support/url.ts";
 
-const SETUP_PERMISSIONS = taskPermissions("setup");
+const SETUP_PERMISSIONS = permissionSet("db");
 
 Deno.test("main.ts dispatches commands and rejects unknown ones with usage", async () => {
   const help = await runDeno("main.ts", ["--help"]);

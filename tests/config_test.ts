@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { loadConfig } from "../lib/config.ts";
+import { ENV_VARS, loadConfig } from "../lib/config.ts";
 import { parseDotenv } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
 import { redact } from "../lib/redact.ts";
@@ -124,4 +124,14 @@ Deno.test(".env files are parsed like dotenv", () => {
       D: "plain",
     },
   );
+});
+
+Deno.test("deno.json's permission sets grant exactly the variables the configuration reads", () => {
+  const { permissions } = JSON.parse(Deno.readTextFileSync("deno.json")) as {
+    permissions: Record<string, { env?: { allow: string[]; ignore: boolean } }>;
+  };
+  assert.deepEqual(permissions.db?.env, { allow: [...ENV_VARS], ignore: true });
+  for (const name of permissions.client?.env?.allow ?? []) {
+    assert.ok((ENV_VARS as readonly string[]).includes(name), name);
+  }
 });

@@ -17,7 +17,7 @@ import {
   until,
   yesterdayMidnight,
 } from "./_support/gaps.ts";
-import { runDeno, taskPermissions } from "./_support/run.ts";
+import { permissionSet, runDeno } from "./_support/run.ts";
 import { TEST_KEY, withSimulator } from "./_support/sim.ts";
 import { databaseUrl } from "./_support/url.ts";
 
@@ -139,7 +139,7 @@ Deno.test("A kill -9 of ingest is found at the next start as a not_running gap",
       const child = new Deno.Command(Deno.execPath(), {
         args: [
           "run",
-          ...taskPermissions("ingest"),
+          ...permissionSet("db"),
           "tasks/ingest.ts",
           "--symbols",
           "BTC/USD",
@@ -201,7 +201,7 @@ Deno.test("deno task gaps prints the log as a table, CSV and JSON", async () => 
               'refused at subscribe: not authorized, "plan"')`;
     const env = { DATABASE_URL: databaseUrl(db.config) };
     const gaps = (args: string[]) =>
-      runDeno("tasks/gaps.ts", args, { permissions: taskPermissions("gaps"), env });
+      runDeno("tasks/gaps.ts", args, { permissions: permissionSet("db"), env });
     const table = await gaps([]);
     assert.equal(table.code, 0, table.stderr);
     const lines = table.stdout.trimEnd().split("\n");
@@ -252,7 +252,7 @@ Deno.test("A crash found late (stale heartbeat) is bounded by the next run's sta
       SELECT ${t(0)}::timestamptz + s * INTERVAL '1 second', 'BTC/USD', 100, s
       FROM unnest(ARRAY[5, 19, 61, 62, 90]) AS s`;
     const run = await runDeno("tasks/gaps.ts", ["--format", "json"], {
-      permissions: taskPermissions("gaps"),
+      permissions: permissionSet("db"),
       env: { DATABASE_URL: databaseUrl(db.config) },
     });
     assert.equal(run.code, 0, run.stderr);

@@ -9,7 +9,7 @@ import { type IngestSummary, runIngest } from "../lib/ingest.ts";
 import type { SimulatorHandle } from "../lib/simulator/mod.ts";
 import { assertDemoWroteAllSent, createTestDatabase, type TestDatabase } from "./_support/db.ts";
 import { TEST_KEY, withSimulator } from "./_support/sim.ts";
-import { runDeno, taskDataDir, taskPermissions } from "./_support/run.ts";
+import { permissionSet, runDeno, taskDataDir } from "./_support/run.ts";
 import { databaseUrl } from "./_support/url.ts";
 import { duplicates, rowsBySymbol } from "./_support/rows.ts";
 
@@ -214,7 +214,7 @@ Deno.test("ingest as a process: SIGTERM mid-stream writes every tick received, t
         const child = new Deno.Command(Deno.execPath(), {
           args: [
             "run",
-            ...taskPermissions("ingest"),
+            ...permissionSet("db"),
             "tasks/ingest.ts",
             "--log-format",
             "json",
@@ -289,7 +289,7 @@ Deno.test("demo runs setup, ingests from the simulator and prints candles, all r
   const dataDir = await taskDataDir("tickpipe-demo-");
   try {
     const result = await runDeno("tasks/demo.ts", ["--duration", "2", "--rate", "50"], {
-      permissions: taskPermissions("demo"),
+      permissions: permissionSet("db"),
       env: { DATABASE_URL: databaseUrl(db.config), TICKPIPE_DATA_DIR: dataDir },
     });
     assert.equal(result.code, 0, result.stderr);

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import type { SimulatorHandle } from "../lib/simulator/mod.ts";
 import { assertHandedOver, connectionIds, duplicates, sentTicks } from "./_support/accounting.ts";
 import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
-import { runDeno, taskPermissions } from "./_support/run.ts";
+import { permissionSet, runDeno } from "./_support/run.ts";
 import { ingestEnv, waitFor, withSimulator } from "./_support/sim.ts";
 import { databaseUrl } from "./_support/url.ts";
 
@@ -37,7 +37,7 @@ function spawnIngest(
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        ...taskPermissions("ingest"),
+        ...permissionSet("db"),
         "tasks/ingest.ts",
         "--symbols",
         symbols.join(","),
@@ -226,7 +226,7 @@ Deno.test("--no-standby: a symbol held by another process is refused with one li
           "tasks/ingest.ts",
           ["--symbols", "AAPL,BTC/USD", "--no-standby"],
           {
-            permissions: taskPermissions("ingest"),
+            permissions: permissionSet("db"),
             env: { ...ingestEnv(sim, databaseUrl(db.config), dataDir), TICKPIPE_LOG_LEVEL: "warn" },
           },
         );

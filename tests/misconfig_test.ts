@@ -10,7 +10,7 @@ import { chooseMode, type ServerInfo } from "../lib/db/server_info.ts";
 import { connectionLost, migrate } from "../lib/db/migrations.ts";
 import { loadConfig } from "../lib/config.ts";
 import { createTestDatabase } from "./_support/db.ts";
-import { runDeno, taskPermissions } from "./_support/run.ts";
+import { permissionSet, runDeno } from "./_support/run.ts";
 import { TEST_KEY, withSimulator } from "./_support/sim.ts";
 import { UNCAUGHT_SECRET } from "./_support/uncaught_task.ts";
 import { databaseUrl } from "./_support/url.ts";
@@ -41,7 +41,7 @@ Deno.test("--symbols with no symbol is a usage error (exit 2), not a silent defa
   for (const task of ["ingest", "demo", "ws_test"]) {
     for (const value of ["", ",", " , "]) {
       const result = await runDeno(`tasks/${task}.ts`, ["--symbols", value], {
-        permissions: taskPermissions(task.replace("_", "-")),
+        permissions: permissionSet(task === "ws_test" ? "client" : "db"),
         env: { TWELVEDATA_API_KEY: TEST_KEY },
       });
       assert.equal(result.code, 2, `${task} --symbols "${value}": ${result.stderr}`);
@@ -56,7 +56,7 @@ Deno.test("A malformed %-escape in DATABASE_URL names the variable, never the va
   const secret = "pa%zz-Secret-913";
   for (const url of [`postgres://u:${secret}@db.example.com/x`, "postgres://u@h/db%E0%A4%A"]) {
     const result = await runDeno("tasks/setup.ts", [], {
-      permissions: taskPermissions("setup"),
+      permissions: permissionSet("db"),
       env: { DATABASE_URL: url },
     });
     assertOneLine(
@@ -80,7 +80,7 @@ Deno.test("A metrics port held by another program: ingest names it and the flag,
   try {
     await withSimulator({ rate: 10 }, async (sim) => {
       const result = await runDeno("tasks/ingest.ts", ["--metrics-port", String(port)], {
-        permissions: taskPermissions("ingest"),
+        permissions: permissionSet("db"),
         env: {
           DATABASE_URL: databaseUrl(db.config),
           TWELVEDATA_API_KEY: TEST_KEY,
@@ -113,7 +113,7 @@ Deno.test("A key refused at the first connection ends ingest with one line, exit
   try {
     await withSimulator({ rate: 10 }, async (sim) => {
       const result = await runDeno("tasks/ingest.ts", [], {
-        permissions: taskPermissions("ingest"),
+        permissions: permissionSet("db"),
         env: {
           DATABASE_URL: databaseUrl(db.config),
           TWELVEDATA_API_KEY: badKey,
@@ -141,7 +141,7 @@ Deno.test("setup as a role without CREATE privilege says which grant is missing"
     // PostgreSQL 15+ already denies CREATE on public to other roles; older versions grant it.
     await db.sql`REVOKE CREATE ON SCHEMA public FROM PUBLIC`;
     const result = await runDeno("tasks/setup.ts", ["--mode", "portable"], {
-      permissions: taskPermissions("setup"),
+      permissions: permissionSet("db"),
       env: { DATABASE_URL: databaseUrl({ ...db.config, user: role, password }) },
     });
     assert.equal(result.code, 1, result.stderr);
@@ -166,7 +166,7 @@ Deno.test("setup as a role without CREATE privilege says which grant is missing"
 
 Deno.test("The embedded port taken by another program: the next free one, remembered", async (t) => {
   const dataDir = await taskDataDir("tickpipe-port-");
-  const permissions = taskPermissions("db");
+  const permissions = permissionSet("db");
   // Hold the default port (unless another program already does: then it is taken anyway).
   let holder: Deno.Listener | undefined;
   try {
@@ -240,7 +240,7 @@ Deno.test("Thousands of refused symbols give one short summarised line", async (
       "tasks/ws_test.ts",
       ["--symbols", ["BTC/USD", ...symbols].join(","), "--duration", "1"],
       {
-        permissions: taskPermissions("ws-test"),
+        permissions: permissionSet("client"),
         env: {
           TWELVEDATA_API_KEY: TEST_KEY,
           TWELVEDATA_WS_URL: sim.wsUrl,
@@ -354,7 +354,7 @@ Deno.test({
     const url = new URL(NOT_PRELOADED_URL!);
     url.pathname = `/${name}`;
     const env = { DATABASE_URL: url.href };
-    const permissions = taskPermissions("setup");
+    const permissions = permissionSet("db");
     try {
       for (const mode of ["auto", "timescaledb"]) {
         const result = await runDeno("tasks/setup.ts", ["--mode", mode], { env, permissions });

@@ -12,7 +12,7 @@ import { storeChunk } from "../lib/backfill/store.ts";
 import { recordGap } from "../lib/gaps/log.ts";
 import { createTestDatabase } from "./_support/db.ts";
 import { DAY, MINUTE, yesterdayMidnight } from "./_support/gaps.ts";
-import { runDeno, taskPermissions } from "./_support/run.ts";
+import { permissionSet, runDeno } from "./_support/run.ts";
 import { databaseUrl } from "./_support/url.ts";
 
 /** Ticks every 7 s over two hours of yesterday, two symbols (one without volume). */
@@ -46,7 +46,7 @@ Deno.test("Migration 008 keeps every candle of an existing database (setup rebui
       SELECT * FROM one_minute_candle ORDER BY symbol, bucket`;
 
     const setup = await runDeno("tasks/setup.ts", [], {
-      permissions: taskPermissions("setup"),
+      permissions: permissionSet("db"),
       env: { DATABASE_URL: databaseUrl(db.config) },
     });
     assert.equal(setup.code, 0, setup.stderr);
@@ -184,7 +184,7 @@ Deno.test("A tick that arrives in a filled minute wins over the bar; candles sho
       new Date(start + 19 * MINUTE).toISOString(),
       "--to",
       new Date(start + 24 * MINUTE).toISOString(),
-    ], { permissions: taskPermissions("candles"), env: { DATABASE_URL: databaseUrl(db.config) } });
+    ], { permissions: permissionSet("db"), env: { DATABASE_URL: databaseUrl(db.config) } });
     assert.equal(table.code, 0, table.stderr);
     const lines = table.stdout.trimEnd().split("\n");
     assert.match(lines[0]!, /\s+ticks\s+filled$/);

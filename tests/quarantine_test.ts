@@ -15,7 +15,7 @@ import {
 import { TickWriter } from "../lib/pipeline/writer.ts";
 import quarantineSql from "../sql/005_quarantine.sql" with { type: "text" };
 import { createTestDatabase } from "./_support/db.ts";
-import { runDeno, taskPermissions } from "./_support/run.ts";
+import { permissionSet, runDeno } from "./_support/run.ts";
 import { startIngest } from "./_support/ingest.ts";
 import { captureLogger, waitFor, withSimulator } from "./_support/sim.ts";
 import { makeRows } from "./_support/ticks.ts";
@@ -74,7 +74,7 @@ Deno.test("A CHECK constraint refusing one symbol quarantines only its rows; rep
 
       // Still refused: replay keeps them, with one more attempt each.
       const env = { DATABASE_URL: databaseUrl(db.config), TICKPIPE_DATA_DIR: dataDir };
-      const permissions = taskPermissions("quarantine");
+      const permissions = permissionSet("db");
       const again = await runDeno("tasks/quarantine.ts", ["replay"], { env, permissions });
       assert.equal(again.code, 0, again.stderr);
       assert.match(

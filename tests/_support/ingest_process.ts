@@ -1,5 +1,5 @@
 import type { SimulatorHandle } from "../../lib/simulator/mod.ts";
-import { freePort, taskPermissions } from "./run.ts";
+import { freePort, permissionSet } from "./run.ts";
 import { TEST_KEY } from "./sim.ts";
 
 /** `tasks/ingest.ts` running as a child process, with the permissions of its task. */
@@ -16,7 +16,7 @@ export class IngestProcess {
     this.#child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        ...taskPermissions("ingest"),
+        ...permissionSet("db"),
         "tasks/ingest.ts",
         "--symbols",
         options.symbols.join(","),

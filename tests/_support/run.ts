@@ -27,17 +27,15 @@ export function freePort(): number {
   return port;
 }
 
+/** A permission set of deno.json (`"permissions"`): what each task runs with. */
+export type PermissionSet = "db" | "client" | "simulator";
+
 /**
- * The Deno flags `deno task <name>` runs with, read from deno.json, so a subprocess under
- * test gets exactly the permissions its task grants (and no more).
+ * The Deno flags of permission set `name`, so a subprocess under test gets exactly what
+ * its task grants (and no more): `-P=name`, and `-q` for the experimental-feature warning.
  */
-export function taskPermissions(name: string): string[] {
-  const config = JSON.parse(Deno.readTextFileSync("deno.json")) as {
-    tasks: Record<string, string>;
-  };
-  const command = config.tasks[name];
-  if (!command) throw new TypeError(`deno.json has no task "${name}"`);
-  return command.split(/\s+/).filter((word) => word.startsWith("--"));
+export function permissionSet(name: PermissionSet): string[] {
+  return ["-q", `-P=${name}`];
 }
 
 /** A fresh data directory under .data/, where the tasks' permissions let them write. */
