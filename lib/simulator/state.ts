@@ -73,13 +73,20 @@ export interface Connection {
 
 /** The counters of `/stats` kept by the WebSocket side (REST keeps its own). */
 export interface WsCounters {
+  /** Well-formed price events handed to an open socket. */
   price_events_sent: number;
+  /** WebSocket handshakes attempted (refused ones included). */
   connection_attempts: number;
+  /** WebSocket handshakes refused for the key. */
   auth_failures: number;
+  /** Frames a client must reject (bad JSON, wrong types, impossible values). */
   malformed_sent: number;
+  /** Valid but unusual price events (ms timestamps, SQL metacharacters in the symbol). */
   edge_sent: number;
+  /** Frames sent with `sendRaw`. */
   raw_sent: number;
   messages_received: number;
+  /** Epoch ms (wall clock) of the first and the latest price event sent; null before the first. */
   first_price_sent_at: number | null;
   last_price_sent_at: number | null;
 }

@@ -1,9 +1,9 @@
-import type { SimState } from "./state.ts";
+import type { RestStats } from "./rest.ts";
+import type { SimState, WsCounters } from "./state.ts";
 
 /** `GET /stats`: the ground truth for loss tests. */
-export interface SimulatorStats {
-  /** Well-formed price events handed to an open socket. */
-  price_events_sent: number;
+export interface SimulatorStats extends WsCounters, RestStats {
+  /** Price events sent, per symbol. */
   by_symbol: Record<string, number>;
   /**
    * Price events per connection (by its id, in the order connections were opened; closed
@@ -12,27 +12,8 @@ export interface SimulatorStats {
   by_connection: Record<string, Record<string, number>>;
   /** Open WebSocket connections. */
   connections: number;
-  /** WebSocket handshakes attempted (refused ones included). */
-  connection_attempts: number;
-  /** WebSocket handshakes refused for the key. */
-  auth_failures: number;
-  /** Frames a client must reject (bad JSON, wrong types, impossible values). */
-  malformed_sent: number;
-  /** Valid but unusual price events (ms timestamps, SQL metacharacters in the symbol). */
-  edge_sent: number;
-  /** Frames sent with `sendRaw`. */
-  raw_sent: number;
-  messages_received: number;
-  rest_requests: number;
-  /** REST credits charged (a request answered with 429 costs nothing). */
-  rest_credits_used: number;
-  /** REST requests answered with code 429 (out of credits). */
-  rest_rate_limited: number;
   /** Symbol subscriptions over all open connections. */
   subscriptions: number;
-  /** Epoch ms (wall clock) of the first and the latest price event sent; null before the first. */
-  first_price_sent_at: number | null;
-  last_price_sent_at: number | null;
 }
 
 /** The counters of `state` as `/stats` serves them. */
