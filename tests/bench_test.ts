@@ -23,6 +23,7 @@ const FIGURES = [
   "insert100_ticks_per_s",
   "e2e_vs_insert100",
   "cpu_us_per_tick",
+  "ingester_busy",
   "peak_rss_mb",
   "steady_rss_mb",
   "half_rate_p99_ms",

@@ -1,13 +1,12 @@
 import type { Database } from "../db/connection.ts";
 import type { Logger } from "../log.ts";
 import { type DbStage, measureDb } from "./db_stage.ts";
-import { measureFeed } from "./feed_stages.ts";
+import { type FeedStage, measureFeed } from "./feed_stages.ts";
 import { type IngestRun, measureIngest } from "./ingest_run.ts";
 import { copyLoad, insert100Load, type Load } from "./loads.ts";
 import { describeMachine, type Machine } from "./machine.ts";
 import type { BenchOptions } from "./options.ts";
 import { loadAverage } from "./proc.ts";
-import type { StageFigures } from "./stage.ts";
 
 /** Everything one bench run measured (a measurement skipped is undefined). */
 export interface BenchResults {
@@ -17,8 +16,8 @@ export interface BenchResults {
   loadAfter: number | undefined;
   e2e: IngestRun;
   /** Stage ceilings, each measured alone. */
-  sim: StageFigures | undefined;
-  parse: StageFigures | undefined;
+  sim: FeedStage | undefined;
+  parse: FeedStage | undefined;
   db: DbStage | undefined;
   copy: Load | undefined;
   insert100: Load | undefined;

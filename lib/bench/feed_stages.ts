@@ -1,7 +1,14 @@
 import type { Logger } from "../log.ts";
 import type { BenchOptions } from "./options.ts";
+import { cpuMark } from "./proc.ts";
 import { type StageFigures, stageFigures } from "./stage.ts";
 import { feedOf, runWorker, spawnSimulator } from "./subprocess.ts";
+
+/** A feed stage's figures, with the simulator's own CPU per tick. */
+export interface FeedStage extends StageFigures {
+  /** The simulator process's user + system CPU per tick sent (from /proc; undefined off Linux). */
+  simulatorCpuUsPerTick: number | undefined;
+}
 
 /**
  * A feed stage's ceiling: the simulator at max rate sends `ticks` price events to a worker
@@ -12,7 +19,7 @@ export async function measureFeed(
   kind: "count" | "parse",
   options: BenchOptions,
   logger: Logger,
-): Promise<StageFigures> {
+): Promise<FeedStage> {
   const n = options.ticks;
   logger.info(
     kind === "count"
@@ -28,15 +35,23 @@ export async function measureFeed(
     String(n),
   ]);
   try {
+    const before = await cpuMark(sim.pid, undefined);
     const result = await runWorker({
       kind,
       ticks: n,
       logLevel: options.logLevel,
       feed: feedOf(sim, options.symbols),
     });
+    const after = await cpuMark(sim.pid, undefined);
     const stats = await sim.stats();
     const verified = stats.price_events_sent === n && result.rejected === 0;
-    return stageFigures(result, n, stats.first_price_sent_at ?? NaN, verified);
+    const simulatorCpuS = before.simulator === undefined || after.simulator === undefined
+      ? undefined
+      : after.simulator - before.simulator;
+    return {
+      ...stageFigures(result, n, stats.first_price_sent_at ?? NaN, verified),
+      simulatorCpuUsPerTick: simulatorCpuS === undefined ? undefined : simulatorCpuS * 1e6 / n,
+    };
   } finally {
     await sim.stop();
   }

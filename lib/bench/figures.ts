@@ -14,10 +14,16 @@ export const TARGET = {
   rssGrowthMb: 20,
 } as const;
 
-/** The stage ceilings measured, by their JSON name. */
+/**
+ * The stage ceilings measured, by their JSON name. The simulator's is the larger of `sim`
+ * and `parse`: the parse stage's frames come from the same simulator, so it sustained at
+ * least that rate (a reader that only counts takes each frame as it comes, and the
+ * simulator then writes one frame per system call: more CPU per tick than when frames queue).
+ */
 export function ceilings(r: BenchResults): { stage: string; ticksPerS: number }[] {
+  const sim = r.sim && r.parse ? Math.max(r.sim.ticksPerS, r.parse.ticksPerS) : r.sim?.ticksPerS;
   const all = [
-    { stage: "sim", ticksPerS: r.sim?.ticksPerS },
+    { stage: "sim", ticksPerS: sim },
     { stage: "parse", ticksPerS: r.parse?.ticksPerS },
     { stage: "db", ticksPerS: r.db?.ticksPerS },
     { stage: "copy", ticksPerS: r.copy?.ticksPerS },
@@ -27,9 +33,12 @@ export function ceilings(r: BenchResults): { stage: string; ticksPerS: number }[
   );
 }
 
-/** The slowest stage ceiling: what bounds the end-to-end rate (each stage measured alone). */
+/**
+ * The slowest stage ceiling (each stage measured alone): what bounds the end-to-end rate.
+ * On a tie the later stage is named (parse before sim: the simulator did at least as well).
+ */
 export function boundBy(r: BenchResults): { stage: string; ticksPerS: number } | undefined {
-  return ceilings(r).sort((a, b) => a.ticksPerS - b.ticksPerS)[0];
+  return ceilings(r).reverse().sort((a, b) => a.ticksPerS - b.ticksPerS)[0];
 }
 
 /** The ingester's RSS when 25/50/75/100 % of the rows were committed. */

@@ -35,11 +35,16 @@ export function toTable(r: BenchResults): string {
   add("  first send -> last commit", `${e2e.seconds.toFixed(2)} s`);
   add("  from first receipt", `${int(e2e.ticksPerSFromReceipt)} ticks/s`);
 
-  const stage = (label: string, s: StageFigures | undefined) => {
+  const stage = (label: string, s: StageFigures | undefined, cpu = s && us(s.cpuUsPerTick)) => {
     if (!s) return;
-    add(label, `${int(s.ticksPerS)} ticks/s, ${us(s.cpuUsPerTick)}/tick`, "", unverified(s));
+    add(label, `${int(s.ticksPerS)} ticks/s, ${cpu}/tick`, "", unverified(s));
   };
-  stage("ceiling: simulator -> counting socket", r.sim);
+  const simCpu = r.sim?.simulatorCpuUsPerTick;
+  stage(
+    "ceiling: simulator -> counting socket",
+    r.sim,
+    `simulator ${simCpu === undefined ? "n/a" : us(simCpu)}`,
+  );
   stage("ceiling: + client parse and checks", r.parse);
   stage("ceiling: pipeline + database, no socket", r.db);
   if (copy) {
