@@ -133,7 +133,7 @@ export function toTable(r: BenchResults): string {
   const share = (x: number | undefined) =>
     x === undefined ? "n/a" : `${x.toFixed(1)} s (${(x / e2e.seconds * 100).toFixed(0)} %)`;
   add("CPU ingester / simulator (e2e)", `${share(cpu.ingester)} / ${share(cpu.simulator)}`);
-  add("CPU postgres (all procs, e2e)", share(cpu.postgres));
+  add("CPU PostgreSQL server (e2e)", share(cpu.postgres));
   if (low?.queryable) {
     const q = low.queryable;
     const limit = o.pipeline.maxWaitMs + TARGET.latencySlackMs;
