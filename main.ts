@@ -30,7 +30,7 @@ export const COMMANDS: Record<string, { load: () => Promise<Task>; summary: stri
   },
   bench: {
     load: () => import("./tasks/bench.ts"),
-    summary: "throughput, latency and memory against COPY and the tutorial's method",
+    summary: "throughput, stage ceilings, latency, CPU and memory of ingest on this machine",
   },
   candles: {
     load: () => import("./tasks/candles.ts"),

