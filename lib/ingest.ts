@@ -424,6 +424,8 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
         symbols: [...specs.keys()],
         logger,
         onAcquire: (taken) => {
+          // The previous holder may have left ticks in its spool (on this data directory).
+          if (taken.some((t) => t.previous)) void pipeline.adoptOrphans();
           gaps.own(taken.map((t) => ({
             symbol: t.symbol,
             lastTickMs: t.lastTick?.timeMs,
