@@ -109,6 +109,14 @@ export function summaryLine(s: IngestSummary): string {
   if (s.leases && s.leases.standby > 0) {
     parts.push(`${s.leases.owned} symbol(s) held, standby for ${s.leases.standby}`);
   }
+  if (s.leases && s.leases.held > 0) {
+    parts.push(`${fmt(s.leases.held)} ticks held until the leases are confirmed`);
+  }
+  if (s.leases && s.leases.discardedUnverified > 0) {
+    parts.push(
+      `${fmt(s.leases.discardedUnverified)} held ticks discarded unverified after losing a lease`,
+    );
+  }
   return parts.join(", ");
 }
 
@@ -166,6 +174,13 @@ function metricsOf(s: IngestSummary): Metric[] {
       m("lease_takeovers_total", "counter", "Symbols taken over from another process", l.takeovers),
       m("leases_lost_total", "counter", "Symbols lost to another process", l.lost),
       m("ticks_not_owned_total", "counter", "Ticks of symbols not held, not stored", l.notOwned),
+      m("ticks_held_lease", "gauge", "Ticks held in memory until the leases are confirmed", l.held),
+      m(
+        "ticks_discarded_unverified_total",
+        "counter",
+        "Held ticks of a lost symbol discarded without proof its new holder stored them",
+        l.discardedUnverified,
+      ),
       m("lease_session_up", "gauge", "1 while the lease session is connected", l.connected ? 1 : 0),
     );
   }
@@ -271,9 +286,13 @@ function seedRowsOf(taken: Taken[]): SeedRow[] {
   for (const t of taken) {
     if (t.lastTick) rows.push({ symbol: t.symbol, ...t.lastTick });
     const at = Math.max(t.sinceMs, Date.now());
+    const middle = Math.floor(at / 1000) * 1_000_000 + 500_000;
+    // A previous owner that took the lease in this same second numbered it from the middle
+    // too, and may still write ticks of it (held, spooled): go well above its last.
+    const last = t.lastTick?.seq ?? 0;
     rows.push({
       symbol: t.symbol,
-      seq: Math.floor(at / 1000) * 1_000_000 + 500_000,
+      seq: last >= middle ? last + 100_000 : middle,
       timeMs: at,
       dayVolume: null,
     });
@@ -405,6 +424,8 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
         symbols: [...specs.keys()],
         logger,
         onAcquire: (taken) => {
+          // The previous holder may have left ticks in its spool (on this data directory).
+          if (taken.some((t) => t.previous)) void pipeline.adoptOrphans();
           gaps.own(taken.map((t) => ({
             symbol: t.symbol,
             lastTickMs: t.lastTick?.timeMs,
@@ -441,7 +462,7 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
     logger.info("Stopping: closing the WebSocket gracefully, then writing everything held");
   } finally {
     clearInterval(summaryTimer);
-    leases?.stopAcquiring();
+    await leases?.stopAcquiring();
     await backfiller?.stop();
     await stream.close().catch((error) => logger.warn(`WebSocket close: ${error.message}`));
     await pipeline.close();

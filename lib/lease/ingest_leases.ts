@@ -1,8 +1,8 @@
-import type { Sql } from "postgres";
-import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { FreezeGuard, type Gated } from "./freeze_guard.ts";
+import type { Gated } from "./lease_hold.ts";
+import { LeaseHeldError, type LeaseOptions, type LeaseStats } from "./lease_options.ts";
 import { listed, lostLine, seconds, standbyLine, takenLines } from "./lease_messages.ts";
+import { judge, takenAt } from "./lease_rules.ts";
 import {
   type Holder,
   holderName,
@@ -10,63 +10,7 @@ import {
   type LockAttempt,
   type Taken,
 } from "./lease_session.ts";
-
-/** Settings of `IngestLeases`. */
-export interface LeaseOptions<T extends Gated> {
-  /** Opens a fresh one-connection client for the lease session (ended by the lease). */
-  connect: () => Sql;
-  /** The symbols wanted, as stored in `crypto_ticks`. */
-  symbols: readonly string[];
-  logger?: Logger;
-  /**
-   * How long the server keeps a silent lease session (so its locks) before ending it: a
-   * vanished host, a frozen process or one cut off from the database loses its leases
-   * after this long (default 20 s). A process that dies or stops loses them at once.
-   */
-  timeoutMs?: number;
-  /** Interval of renewals and standby attempts (default 1 s, at most timeoutMs / 5). */
-  renewMs?: number;
-  /**
-   * How long a new lease session leaves alone a lease whose holder's session ended before
-   * it began, as all do when the database restarts: its holder may be reconnecting
-   * (default 5 s).
-   */
-  graceMs?: number;
-  /** Stand by for symbols held elsewhere (default true); false: `start` fails instead. */
-  standby?: boolean;
-  /** Names this process in the table and in logs (default: hostname and pid). */
-  host?: string;
-  pid?: number;
-  /** Symbols just taken, before any of their ticks is admitted (seed, subscribe). */
-  onAcquire: (taken: Taken[]) => void;
-  /** Symbols lost to another process: none of their ticks is admitted any more (unsubscribe). */
-  onLose: (symbols: string[]) => void;
-  /** Ticks held while a freeze was resolved, now admitted, in arrival order. */
-  onRelease: (items: T[]) => void;
-}
-
-/** Counters and gauges of the leases. */
-export interface LeaseStats {
-  /** Symbols this process holds (and ingests). */
-  owned: number;
-  /** Symbols it waits for, held by another process. */
-  standby: number;
-  /** Symbols taken from another process, dead or stopped, since start. */
-  takeovers: number;
-  /** Symbols lost to another process since start. */
-  lost: number;
-  /** Ticks not admitted because this process does not hold their symbol. */
-  notOwned: number;
-  /** Ticks held while a freeze is resolved. */
-  held: number;
-  /** The lease session is up. */
-  connected: boolean;
-}
-
-/** Thrown by `start` without `standby` when another process holds some of the symbols. */
-export class LeaseHeldError extends UserError {
-  override name = "LeaseHeldError";
-}
+import { type Loss, TickGate } from "./tick_gate.ts";
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -87,6 +31,7 @@ export class IngestLeases<T extends Gated> {
   #timeoutMs: number;
   #renewMs: number;
   #graceMs: number;
+  #staleMs: number;
   #session: LeaseSession | undefined;
   #staleBackend: number | undefined;
   #owned = new Set<string>();
@@ -95,20 +40,24 @@ export class IngestLeases<T extends Gated> {
   #waiting = new Map<string, string>();
   /** Symbols this session saw held: their holder was alive after it began. */
   #seenHeld = new Set<string>();
+  /** Symbols this session has said it stands by for (`LeaseSession.standBy`). */
+  #standingBy = new Set<string>();
+  /** Lock keys of the symbols wanted, as learnt from the attempts. */
+  #keys = new Map<string, number>();
+  #failures = 0;
+  /** Resolved when the round under way (or the next) ends. */
+  #roundEnded: (() => void)[] = [];
   #acquiring = true;
   #closed = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #pulse: ReturnType<typeof setInterval> | undefined;
   #running: Promise<void> | undefined;
   #rounds = 0;
-  #freeze: FreezeGuard<T>;
-  /** Symbols lost, with when the process that took them did (epoch ms). */
-  #lostAt = new Map<string, number>();
+  #gate: TickGate<T>;
   #standbyReport = "";
   #sessionLostAt: number | undefined;
   #takeovers = 0;
   #lost = 0;
-  #notOwned = 0;
 
   constructor(options: LeaseOptions<T>) {
     this.#options = options;
@@ -117,17 +66,25 @@ export class IngestLeases<T extends Gated> {
     this.#timeoutMs = options.timeoutMs ?? 20_000;
     this.#renewMs = options.renewMs ?? Math.min(1_000, Math.floor(this.#timeoutMs / 5));
     this.#graceMs = options.graceMs ?? 5_000;
+    this.#staleMs = options.staleMs ?? 3 * this.#renewMs;
     if (!(this.#renewMs > 0 && this.#timeoutMs >= 2 * this.#renewMs)) {
       throw new RangeError(
         `Cannot hold leases: the timeout (${this.#timeoutMs} ms) must be at least twice the renewal interval (${this.#renewMs} ms)`,
       );
     }
-    // A freeze this long may have let the server end the silent session.
-    this.#freeze = new FreezeGuard<T>(
-      Math.max(this.#renewMs, this.#timeoutMs - 2 * this.#renewMs),
-      this.#logger,
-      options.onRelease,
-    );
+    if (!(this.#staleMs >= 2 * this.#renewMs)) {
+      throw new RangeError(
+        `Cannot hold leases: the staleness limit (${this.#staleMs} ms) must be at least twice the renewal interval (${this.#renewMs} ms)`,
+      );
+    }
+    this.#gate = new TickGate<T>({
+      owned: this.#owned,
+      timeoutMs: this.#timeoutMs,
+      renewMs: this.#renewMs,
+      staleMs: this.#staleMs,
+      logger: this.#logger,
+      onRelease: options.onRelease,
+    });
     this.#holder = {
       id: crypto.randomUUID(),
       host: options.host ?? Deno.hostname(),
@@ -164,13 +121,11 @@ export class IngestLeases<T extends Gated> {
 
   /**
    * The gate for one tick: true when it may be pushed now; false when this process does
-   * not hold its symbol (counted) or when, after a freeze, the lease must be confirmed
-   * first (then the tick is held and later passed to `onRelease`, or counted).
+   * not hold its symbol (counted) or while its leases are in doubt (then the tick is held
+   * and later passed to `onRelease`, or counted). See `TickGate`.
    */
   admit(item: T): boolean {
-    if (this.#owned.has(item.symbol)) return this.#freeze.pass(item, this.#rounds);
-    this.#notOwned++;
-    return false;
+    return this.#gate.admit(item, this.#rounds);
   }
 
   /** A snapshot of the counters. */
@@ -180,25 +135,33 @@ export class IngestLeases<T extends Gated> {
       standby: this.#waiting.size,
       takeovers: this.#takeovers,
       lost: this.#lost,
-      notOwned: this.#notOwned,
-      held: this.#freeze.held,
+      notOwned: this.#gate.notOwned,
+      held: this.#gate.held,
+      discardedUnverified: this.#gate.discardedUnverified,
       connected: this.#session !== undefined,
     };
   }
 
   /**
-   * Shutdown begins: take nothing more, and admit what a freeze left held (duplicates are
-   * better than losses) so the pipeline writes it before it closes.
+   * Shutdown begins: take nothing more, and admit what is held so the pipeline writes it
+   * before it closes: held ticks of a symbol lost meanwhile get up to 3 more rounds to be
+   * compared with what its new holder stored, then those stamped before its takeover's
+   * second are kept; held ticks of symbols still owned are admitted (duplicates are better
+   * than losses).
    */
-  stopAcquiring(): void {
+  async stopAcquiring(): Promise<void> {
     this.#acquiring = false;
-    this.#freeze.settle(() => true);
+    for (let i = 0; i < 3 && this.#gate.sorting && !this.#closed; i++) {
+      await new Promise<void>((resolve) => this.#roundEnded.push(resolve));
+    }
+    this.#gate.stop();
   }
 
   /** Marks every lease released, gives back the locks and ends the session. Never throws. */
   async close(): Promise<void> {
     this.#acquiring = false;
     this.#closed = true;
+    for (const resolve of this.#roundEnded.splice(0)) resolve();
     clearTimeout(this.#timer);
     clearInterval(this.#pulse);
     await this.#running;
@@ -227,12 +190,15 @@ export class IngestLeases<T extends Gated> {
 
   #schedule(): void {
     if (this.#closed) return;
+    // Right after a failure, at once: a session merely reset is back well before a standby
+    // may take its leases.
+    const delay = this.#failures === 1 ? 0 : this.#renewMs;
     this.#timer = setTimeout(() => {
       this.#running = this.#guardedRound().finally(() => {
         this.#running = undefined;
         this.#schedule();
       });
-    }, this.#renewMs);
+    }, delay);
   }
 
   /** One round, bounded by the timeout; a failure means the session is gone. */
@@ -248,12 +214,18 @@ export class IngestLeases<T extends Gated> {
           );
         }),
       ]);
+      this.#failures = 0;
     } catch (error) {
+      this.#failures++;
       const session = this.#session;
       this.#session = undefined;
       if (session) {
         this.#staleBackend = session.backendPid;
         await session.close();
+      }
+      for (const symbol of this.#owned) this.#unconfirmed.add(symbol);
+      if (this.#sessionLostAt === undefined && this.#acquiring) {
+        this.#gate.sessionLost(this.#unconfirmed);
       }
       this.#sessionLostAt ??= Date.now();
       const owned = this.#owned.size;
@@ -266,15 +238,28 @@ export class IngestLeases<T extends Gated> {
         { error: errorText(error) },
         { perWindow: 1, windowMs: 30_000 },
       );
-      if (this.#freeze.unconfirmedFor(this.#timeoutMs)) {
-        this.#logger.warn(
-          "The leases stay unconfirmed: admitting the ticks held since the freeze (duplicates are possible)",
-        );
-        this.#freeze.settle(() => true);
-      }
+      this.#gate.giveUpIfLong();
     } finally {
       clearTimeout(timer);
+      for (const resolve of this.#roundEnded.splice(0)) resolve();
     }
+  }
+
+  async #renew(session: LeaseSession): Promise<void> {
+    const alive = this.#unconfirmed.size === 0;
+    const sentAt = performance.now();
+    const keys = [...this.#owned].map((s) => this.#keys.get(s)!);
+    const renewal = await session.renew(this.#holder, alive, keys);
+    if (renewal.pid !== session.backendPid) {
+      // postgres.js reconnected on its own: the locks went with the old session.
+      throw new Error("the lease session was replaced");
+    }
+    const watched = new Set(renewal.watched);
+    this.#gate.renewed(
+      sentAt,
+      alive,
+      new Set([...this.#owned].filter((s) => watched.has(this.#keys.get(s)!))),
+    );
   }
 
   async #round(): Promise<void> {
@@ -291,13 +276,10 @@ export class IngestLeases<T extends Gated> {
       }
       this.#session = session;
       this.#seenHeld.clear();
+      this.#standingBy.clear();
       for (const symbol of this.#owned) this.#unconfirmed.add(symbol);
-    } else if (
-      (await this.#session.renew(this.#holder, this.#unconfirmed.size === 0)) !==
-        this.#session.backendPid
-    ) {
-      // postgres.js reconnected on its own: the locks went with the old session.
-      throw new Error("the lease session was replaced");
+    } else {
+      await this.#renew(this.#session);
     }
     const session = this.#session;
     // A round that outlived its timeout must not touch the state of the next session's.
@@ -307,102 +289,95 @@ export class IngestLeases<T extends Gated> {
     const waiting = this.#symbols.filter((s) => !this.#owned.has(s));
     const attempts = waiting.length + this.#unconfirmed.size === 0
       ? []
-      : await session.tryLock([...this.#unconfirmed, ...waiting], this.#graceMs);
+      : await session.tryLock([...this.#unconfirmed, ...waiting], {
+        graceMs: this.#graceMs,
+        staleMs: this.#staleMs,
+      });
     current();
-    const take: string[] = [];
-    const giveBack: number[] = [];
-    const stale: LockAttempt[] = [];
-    const lost: LockAttempt[] = [];
-    const overlaps: { symbol: string; by: string; sinceMs: number }[] = [];
-    const deferred: string[] = [];
-    const standby = new Map<string, string>();
-    for (const a of attempts) {
-      const mine = a.holder === this.#holder.id;
-      if (this.#owned.has(a.symbol)) {
-        if (a.got) {
-          this.#unconfirmed.delete(a.symbol);
-          if (!mine) {
-            // Someone held it while this process, cut off, went on ingesting.
-            overlaps.push({ symbol: a.symbol, by: holderName(a), sinceMs: this.#sinceMs(a) });
-            take.push(a.symbol);
-          }
-        } else if (mine) {
-          stale.push(a);
-        } else {
-          lost.push(a);
-        }
-      } else if (!a.got) {
-        this.#seenHeld.add(a.symbol);
-        standby.set(a.symbol, `${holderName(a)} since ${a.since?.toISOString() ?? "?"}`);
-      } else if (
-        this.#acquiring &&
-        (mine || a.holder === null || a.renewedSinceOurs || this.#seenHeld.has(a.symbol) ||
-          a.graceOver)
-      ) {
-        take.push(a.symbol);
-      } else {
-        giveBack.push(a.lockKey);
-        if (this.#acquiring) {
-          deferred.push(a.symbol);
-          standby.set(a.symbol, `${holderName(a)}, which may be reconnecting`);
-        }
-      }
-    }
-    if (giveBack.length > 0) await session.unlock(giveBack);
-    if (stale.length > 0 && this.#staleBackend !== undefined) {
-      // This holder's previous session lingers on the server (half-open after a partition):
-      // end it and take its locks back at once, before a standby sees them free.
-      const pid = this.#staleBackend;
-      if (await session.endStale(pid, stale.map((a) => a.lockKey)) > 0) {
-        const again = await session.tryLock(stale.map((a) => a.symbol), this.#graceMs);
-        current();
-        for (const a of again) if (a.got) this.#unconfirmed.delete(a.symbol);
-        this.#logger.info(
-          `Ended this process's previous lease session (server pid ${pid}), which still held ${stale.length} lease(s)`,
-        );
-      }
-    }
-    if (overlaps.length > 0) await session.recordOverlap(this.#holder, overlaps);
-    if (lost.length > 0) {
+    for (const a of attempts) this.#keys.set(a.symbol, a.lockKey);
+    const verdict = judge(attempts, {
+      holderId: this.#holder.id,
+      owned: this.#owned,
+      seenHeld: this.#seenHeld,
+      acquiring: this.#acquiring,
+    });
+    for (const symbol of verdict.confirmed) this.#unconfirmed.delete(symbol);
+    if (verdict.giveBack.length > 0) await session.unlock(verdict.giveBack);
+    if (verdict.stale.length > 0) await this.#endStale(session, verdict.stale, current);
+    if (verdict.overlaps.length > 0) await session.recordOverlap(this.#holder, verdict.overlaps);
+    if (verdict.lost.length > 0) {
       current();
-      await this.#lose(session, lost);
+      await this.#lose(session, verdict.lost);
     }
-    if (take.length > 0) {
-      const taken = await session.take(this.#holder, take);
+    if (verdict.take.length > 0) {
+      const taken = await session.take(this.#holder, verdict.take);
       current();
       this.#took(taken);
     }
-    this.#waiting = standby;
-    this.#reportStandby(deferred.length > 0);
-    if (this.#unconfirmed.size === 0 && this.#sessionLostAt !== undefined) {
-      const confirmed = this.#owned.size > 0 ? `: ${this.#owned.size} lease(s) confirmed` : "";
-      this.#logger.info(
-        `The lease session is back after ${seconds(Date.now() - this.#sessionLostAt)}${confirmed}`,
-      );
-      this.#sessionLostAt = undefined;
+    await this.#standBy(session, [...verdict.standby.keys()]);
+    this.#waiting = verdict.standby;
+    this.#reportStandby(verdict.deferred.length > 0);
+    if (this.#unconfirmed.size === 0) {
+      if (this.#sessionLostAt !== undefined) {
+        const confirmed = this.#owned.size > 0 ? `: ${this.#owned.size} lease(s) confirmed` : "";
+        this.#logger.info(
+          `The lease session is back after ${
+            seconds(Date.now() - this.#sessionLostAt)
+          }${confirmed}`,
+        );
+        this.#sessionLostAt = undefined;
+        // At once, not at the next round: standbys read the renewal to leave the leases alone.
+        await this.#renew(session);
+        current();
+      }
+      this.#gate.confirmed(round);
     }
-    if (this.#unconfirmed.size === 0 && this.#freeze.confirms(round)) {
-      // Held ticks of a symbol lost meanwhile are kept if stamped before the second it was
-      // taken: its new holder, subscribed then, never received them.
-      this.#notOwned += this.#freeze.settle((item) => {
-        if (this.#owned.has(item.symbol)) return true;
-        const lostAt = this.#lostAt.get(item.symbol);
-        return lostAt !== undefined && item.timeMs < Math.floor(lostAt / 1000) * 1000;
+    if (this.#gate.sorting) {
+      await this.#gate.sortOut(async (symbol, fromMs, toMs, limit) => {
+        const stored = await session.storedBetween(symbol, fromMs, toMs, limit);
+        current();
+        return stored;
       });
     }
   }
 
-  #sinceMs(a: LockAttempt): number {
-    return a.since?.getTime() ?? a.releasedAt?.getTime() ?? Date.now();
+  /**
+   * This holder's previous session lingers on the server (half-open after a partition):
+   * end it and take its locks back at once, before a standby sees them free.
+   */
+  async #endStale(
+    session: LeaseSession,
+    stale: LockAttempt[],
+    current: () => void,
+  ): Promise<void> {
+    const pid = this.#staleBackend;
+    if (pid === undefined) return;
+    if (await session.endStale(pid, stale.map((a) => a.lockKey)) === 0) return;
+    const again = await session.tryLock(stale.map((a) => a.symbol), {
+      graceMs: this.#graceMs,
+      staleMs: this.#staleMs,
+    });
+    current();
+    for (const a of again) if (a.got) this.#unconfirmed.delete(a.symbol);
+    this.#logger.info(
+      `Ended this process's previous lease session (server pid ${pid}), which still held ${stale.length} lease(s)`,
+    );
   }
 
-  #overlapsOf(lost: LockAttempt[]): { symbol: string; by: string; sinceMs: number }[] {
-    return lost.map((a) => ({ symbol: a.symbol, by: holderName(a), sinceMs: this.#sinceMs(a) }));
+  /** Says which symbols this session stands by for, so their holders know (`watched`). */
+  async #standBy(session: LeaseSession, symbols: string[]): Promise<void> {
+    const want = new Set(symbols);
+    const add = symbols.filter((s) => !this.#standingBy.has(s));
+    const drop = [...this.#standingBy].filter((s) => !want.has(s));
+    if (add.length > 0) await session.standBy(add.map((s) => this.#keys.get(s)!), true);
+    if (drop.length > 0) await session.standBy(drop.map((s) => this.#keys.get(s)!), false);
+    this.#standingBy = want;
   }
 
   /**
    * Stops ingesting symbols another process took while this one was cut off (it went on
-   * ingesting: an overlap, recorded) or frozen (it held what came: no overlap).
+   * ingesting: an overlap, recorded), or frozen, or without its lease session (it held
+   * their ticks: no overlap; what it held is sorted out).
    */
   async #lose(session: LeaseSession, lost: LockAttempt[]): Promise<void> {
     const symbols = lost.map((a) => a.symbol).sort();
@@ -411,15 +386,23 @@ export class IngestLeases<T extends Gated> {
       this.#unconfirmed.delete(symbol);
     }
     this.#lost += symbols.length;
-    const overlaps = this.#overlapsOf(lost);
-    for (const o of overlaps) this.#lostAt.set(o.symbol, o.sinceMs);
+    const losses = new Map<string, Loss>(
+      lost.map((a) => [a.symbol, { sinceMs: takenAt(a), by: holderName(a) }]),
+    );
+    const { held, ingested, frozen } = this.#gate.lose(losses);
     this.#options.onLose(symbols);
-    const frozen = this.#freeze.frozen;
-    this.#logger.warn(lostLine(symbols, [...new Set(overlaps.map((o) => o.by))], {
-      frozen,
-      sinceMs: Math.min(...overlaps.map((o) => o.sinceMs)),
-    }));
-    if (!frozen) await session.recordOverlap(this.#holder, overlaps);
+    const holders = [...new Set(lost.map((a) => holderName(a)))];
+    if (held.length > 0) {
+      this.#logger.warn(lostLine(held.sort(), holders, { why: frozen ? "frozen" : "held" }));
+    }
+    if (ingested.length > 0) {
+      const overlaps = ingested.map((symbol) => ({ symbol, ...losses.get(symbol)! }));
+      this.#logger.warn(lostLine(ingested.sort(), holders, {
+        why: "cut off",
+        sinceMs: Math.min(...overlaps.map((o) => o.sinceMs)),
+      }));
+      await session.recordOverlap(this.#holder, overlaps);
+    }
   }
 
   #took(taken: Taken[]): void {
@@ -437,11 +420,17 @@ export class IngestLeases<T extends Gated> {
     if (text === this.#standbyReport) return;
     this.#standbyReport = text;
     if (this.#waiting.size === 0) return;
-    this.#logger.info(standbyLine(this.#waiting, { deferring, graceMs: this.#graceMs }));
+    this.#logger.info(
+      standbyLine(this.#waiting, {
+        deferring,
+        graceMs: this.#graceMs,
+        staleMs: this.#staleMs,
+      }),
+    );
   }
 
   /** Runs every `renewMs`: notices when the process itself was frozen. */
   #beat(): void {
-    this.#freeze.beat(this.#rounds, this.#owned.size > 0 && this.#acquiring);
+    this.#gate.beat(this.#rounds, this.#owned.size > 0 && this.#acquiring);
   }
 }

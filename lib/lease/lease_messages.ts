@@ -20,16 +20,16 @@ export function listed(items: string[]): string {
 /** The line a standby logs when the symbols it waits for (or their holders) change. */
 export function standbyLine(
   waiting: Map<string, string>,
-  options: { deferring: boolean; graceMs: number },
+  options: { deferring: boolean; graceMs: number; staleMs: number },
 ): string {
   const report = [...waiting].sort(([a], [b]) => a < b ? -1 : 1).map(([s, by]) => `${s} (${by})`);
   return `Standing by for ${report.length} symbol(s) held by another ingest process: ${
     listed(report)
   }; taking over when it stops${
     options.deferring
-      ? ` (waiting ${
-        seconds(options.graceMs)
-      } after connecting before taking a lease whose holder may be reconnecting)`
+      ? ` (a lease whose holder may be reconnecting is taken once the holder has renewed nothing for ${
+        seconds(options.staleMs)
+      } and this process has been connected for ${seconds(options.graceMs)})`
       : ""
   }`;
 }
@@ -70,17 +70,36 @@ export function takenLines(taken: Taken[]): string[] {
   return lines;
 }
 
-/** The line logged when symbols were lost to another process while this one was away. */
+/**
+ * The line logged when symbols were lost to another process: while this one was frozen or
+ * without its lease session (it held their ticks back) or cut off (it went on ingesting
+ * them from `sinceMs`).
+ */
 export function lostLine(
   symbols: string[],
   holders: string[],
-  options: { frozen: boolean; sinceMs: number },
+  options: { why: "frozen" | "held" | "cut off"; sinceMs?: number },
 ): string {
   const them = symbols.length === 1 ? "it" : "them";
   const head = `Lost the lease of ${listed(symbols)} to ${listed(holders)}`;
-  return options.frozen
-    ? `${head} while this process was frozen: stopped ingesting ${them}`
-    : `${head} while cut off from the database: stopped ingesting ${them}; rows since ${
-      iso(options.sinceMs)
+  if (options.why === "cut off") {
+    return `${head} while cut off from the database: stopped ingesting ${them}; rows since ${
+      iso(options.sinceMs ?? Date.now())
     } may be stored twice (recorded in tickpipe_handovers)`;
+  }
+  return `${head} while ${
+    options.why === "frozen" ? "this process was frozen" : "its lease session was lost"
+  }: stopped ingesting ${them}; the ticks held meanwhile are kept where the new holder did not receive them`;
+}
+
+/** The line logged when ticks are held back because the lease session is not back. */
+export function holdLine(
+  symbols: string[],
+  options: { lostMs: number; timeoutMs: number },
+): string {
+  return `The lease session is lost since ${
+    seconds(options.lostMs)
+  }: holding the ticks of ${symbols.length} symbol(s) another process stands by for (${
+    listed(symbols)
+  }) until the leases are confirmed, at most ${seconds(options.timeoutMs)}`;
 }

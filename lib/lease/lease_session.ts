@@ -3,6 +3,13 @@ import type { Sql } from "postgres";
 /** The advisory lock class of ingest leases ("tick" in ASCII); the object id is `lock_key`. */
 export const LEASE_LOCK_CLASS = 1952801643;
 
+/**
+ * The advisory lock class of standbys: a standby holds a shared lock on (this, `lock_key`)
+ * for each symbol it waits for, so the holder can tell which of its symbols another process
+ * would take over (and hold their ticks back when its own lease session is lost).
+ */
+export const STANDBY_LOCK_CLASS = LEASE_LOCK_CLASS + 1;
+
 /** Who holds leases: one ingest run. */
 export interface Holder {
   /** A random UUID per run. */
@@ -34,6 +41,23 @@ export interface LockAttempt {
   renewedSinceOurs: boolean;
   /** This session is older than the grace period. */
   graceOver: boolean;
+  /** The recorded holder has not renewed its row for `staleMs` (or has no row). */
+  stale: boolean;
+}
+
+/** What a renewal found: the server process that answered, and who stands by. */
+export interface Renewal {
+  /** See `LeaseSession.backendPid`. */
+  pid: number;
+  /** Of the lock keys asked about, those another session stands by for. */
+  watched: number[];
+}
+
+/** One stored row of a symbol, as compared with the ticks a holder held back. */
+export interface StoredTick {
+  timeMs: number;
+  price: number;
+  dayVolume: number | null;
 }
 
 /** One symbol taken by `take`: who had it, and the last tick stored for it. */
@@ -116,21 +140,49 @@ export class LeaseSession {
 
   /**
    * Marks `holder` alive, if `alive`; returns the server process that answered (see
-   * `backendPid`). A holder renews only while this session holds all its locks: a standby
-   * reads a renewal after its own session began as proof that a free lock's holder died.
+   * `backendPid`) and which of `lockKeys` (the leases held) other processes stand by for. A
+   * holder renews only while this session holds all its locks: a standby reads a renewal
+   * after its own session began as proof that a free lock's holder died, and the renewal's
+   * age as how long the holder has been unable to reclaim it.
    */
-  async renew(holder: Holder, alive: boolean): Promise<number> {
-    const [row] = await this.#sql<{ pid: number }[]>`
+  async renew(holder: Holder, alive: boolean, lockKeys: readonly number[]): Promise<Renewal> {
+    const [row] = await this.#sql<{ pid: number; watched: number[] }[]>`
       WITH renewed AS (
         UPDATE tickpipe_lease_holders SET renewed_at = now()
         WHERE holder = ${holder.id}::uuid AND ${alive}::boolean
       )
-      SELECT pg_backend_pid() AS pid`;
-    return row!.pid;
+      SELECT pg_backend_pid() AS pid, coalesce((
+        SELECT jsonb_agg(DISTINCT l.objid::int) FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.classid = ${STANDBY_LOCK_CLASS}::oid
+          AND l.objsubid = 2 AND l.granted AND l.pid <> pg_backend_pid()
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.objid::int IN (
+            SELECT k::int FROM jsonb_array_elements_text(${
+      JSON.stringify(lockKeys)
+    }::text::jsonb) AS k
+          )
+      ), '[]'::jsonb) AS watched`;
+    return { pid: row!.pid, watched: row!.watched };
+  }
+
+  /**
+   * Says this session stands by for `lockKeys` (a shared lock each, see
+   * `STANDBY_LOCK_CLASS`), or, with `waiting` false, no longer does.
+   */
+  async standBy(lockKeys: readonly number[], waiting: boolean): Promise<void> {
+    if (lockKeys.length === 0) return;
+    await this.#sql`
+      SELECT CASE WHEN ${waiting}::boolean
+                  THEN pg_try_advisory_lock_shared(${STANDBY_LOCK_CLASS}, k::int)
+                  ELSE pg_advisory_unlock_shared(${STANDBY_LOCK_CLASS}, k::int) END
+      FROM jsonb_array_elements_text(${JSON.stringify(lockKeys)}::text::jsonb) AS k`;
   }
 
   /** Tries the lock of each symbol (held until `unlock`, `release` or the session's end). */
-  async tryLock(symbols: readonly string[], graceMs: number): Promise<LockAttempt[]> {
+  async tryLock(
+    symbols: readonly string[],
+    options: { graceMs: number; staleMs: number },
+  ): Promise<LockAttempt[]> {
     const rows = await this.#sql<
       {
         symbol: string;
@@ -143,6 +195,7 @@ export class LeaseSession {
         released_at: Date | null;
         renewed_since_ours: boolean;
         grace_over: boolean;
+        stale: boolean;
       }[]
     >`
       WITH me AS (
@@ -151,7 +204,12 @@ export class LeaseSession {
       SELECT l.symbol, l.lock_key, pg_try_advisory_lock(${LEASE_LOCK_CLASS}, l.lock_key) AS got,
              l.holder::text AS holder, l.host, l.pid, l.since, l.released_at,
              coalesce(h.renewed_at > me.backend_start, false) AS renewed_since_ours,
-             now() - me.backend_start >= make_interval(secs => ${graceMs / 1000}) AS grace_over
+             now() - me.backend_start >= make_interval(secs => ${
+      options.graceMs / 1000
+    }) AS grace_over,
+             coalesce(now() - h.renewed_at > make_interval(secs => ${
+      options.staleMs / 1000
+    }), true) AS stale
       FROM tickpipe_leases l
       CROSS JOIN me
       LEFT JOIN tickpipe_lease_holders h ON h.holder = l.holder
@@ -167,6 +225,7 @@ export class LeaseSession {
       releasedAt: r.released_at,
       renewedSinceOurs: r.renewed_since_ours,
       graceOver: r.grace_over,
+      stale: r.stale,
     }));
   }
 
@@ -263,6 +322,36 @@ export class LeaseSession {
         since_ms: o.sinceMs,
       })))
     }::text::jsonb) AS o(symbol text, by text, since_ms float8)`;
+  }
+
+  /**
+   * The rows of `symbol` stamped from `fromMs` to `toMs` (at most `limit`), and the stamp
+   * of the latest row stored from `fromMs` on (epoch ms), to compare held ticks with.
+   */
+  async storedBetween(
+    symbol: string,
+    fromMs: number,
+    toMs: number,
+    limit: number,
+  ): Promise<{ rows: StoredTick[]; latestMs: number | undefined }> {
+    const rows = await this.#sql<{ time_ms: number; price: number; day_volume: string | null }[]>`
+      SELECT (extract(epoch FROM "time") * 1000)::float8 AS time_ms, price,
+             day_volume::text AS day_volume
+      FROM crypto_ticks
+      WHERE symbol = ${symbol} AND "time" >= to_timestamp(${fromMs / 1000})
+        AND "time" <= to_timestamp(${toMs / 1000})
+      LIMIT ${limit}`;
+    const [latest] = await this.#sql<{ ms: number | null }[]>`
+      SELECT (extract(epoch FROM max("time")) * 1000)::float8 AS ms FROM crypto_ticks
+      WHERE symbol = ${symbol} AND "time" >= to_timestamp(${fromMs / 1000})`;
+    return {
+      rows: rows.map((r) => ({
+        timeMs: r.time_ms,
+        price: r.price,
+        dayVolume: r.day_volume === null ? null : Number(r.day_volume),
+      })),
+      latestMs: latest?.ms ?? undefined,
+    };
   }
 
   /**

@@ -239,6 +239,17 @@ export class IngestPipeline {
     this.#sequencer.seed(rows);
   }
 
+  /**
+   * Adopts the spool slots of processes that are gone (e.g. the holder whose lease this
+   * process just took over, killed with ticks in its spool): the writer drains them first.
+   * Resolves with the rows adopted.
+   */
+  async adoptOrphans(): Promise<number> {
+    const rows = await this.#keeper.adoptOrphans();
+    this.#leftoverRows += rows;
+    return rows;
+  }
+
   /** Counts a tick rejected upstream (e.g. a malformed frame) with its reason. */
   reject(reason: string): void {
     this.#received++;

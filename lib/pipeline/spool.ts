@@ -148,6 +148,36 @@ export class Spool {
     return this.#queue.bytes + (this.#active?.bytes ?? 0);
   }
 
+  /**
+   * Takes the segments `names` of the directory `from` (a slot nobody holds, locked by the
+   * caller) into this spool, after everything in it: each is moved here under this spool's
+   * next number (rename: nothing copied), read once (torn and corrupt lines skipped and
+   * counted in `lostInCrash`) and queued. Returns the rows adopted.
+   */
+  async adopt(from: string, names: readonly string[]): Promise<number> {
+    if (this.#closed || names.length === 0) return 0;
+    // Numbered before any await: a segment opened meanwhile gets the next number.
+    const targets = names.map(() => join(this.dir, segmentName(++this.#counter)));
+    for (const [i, name] of names.entries()) await Deno.rename(join(from, name), targets[i]!);
+    await syncDir(from);
+    await syncDir(this.dir);
+    let rows = 0;
+    let lost = 0;
+    for (const target of targets) {
+      const damage = await this.#queue.takeStock(target, () => rows++);
+      lost += damage.torn + damage.corrupt;
+    }
+    this.lostInCrash += lost;
+    (lost > 0 ? this.#logger.warn : this.#logger.info).call(
+      this.#logger,
+      `Adopted ${fmt(rows)} spooled ticks left in ${from} by a process that is gone${
+        lost > 0 ? `; ${fmt(lost)} lost in a crash (torn or corrupt lines skipped)` : ""
+      }; writing them`,
+      { into: this.dir, segments: names.length },
+    );
+    return rows;
+  }
+
   /** Rows in the write buffer, not yet written to the file. */
   get buffered(): number {
     return this.#bufRows;

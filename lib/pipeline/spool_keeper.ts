@@ -2,7 +2,7 @@ import { type Logger, silentLogger } from "../log.ts";
 import type { Batcher } from "./batcher.ts";
 import type { Row } from "./sequencer.ts";
 import type { Spool, SpoolFault } from "./spool.ts";
-import { openSlotSpool } from "./spool_slot.ts";
+import { adoptOrphansInto, openSlotSpool } from "./spool_slot.ts";
 import { errorText, fmt } from "./text.ts";
 
 /** Settings of `SpoolKeeper`. */
@@ -20,12 +20,17 @@ export interface SpoolKeeperOptions {
 }
 
 const PROBE_EVERY_MS = 5000;
+/** How often a running process looks for slots left by processes that are gone. */
+const ADOPT_EVERY_MS = 30_000;
 
 /**
  * Runs a pipeline's spool: takes this process's slot under the spool root (when the
  * directory cannot be written, the pipeline runs memory-only, said in one line, and the slot
  * is tried again every 5 s), and, on the pipeline's housekeeping tick, writes the buffer
  * out, fsyncs every `syncMs`, probes a faulty spool and reports each fault once, and its end.
+ * It adopts the slots of processes that are gone (their lock free, segments left): at
+ * start, on request (`adoptOrphans`, on a lease takeover) and every 30 s those found
+ * orphaned 30 s before (a process restarting gets its own slot back first).
  */
 export class SpoolKeeper {
   #root: string;
@@ -38,6 +43,10 @@ export class SpoolKeeper {
   #closed = false;
   #lastSync = 0;
   #lastProbe = 0;
+  #lastAdopt: number | undefined;
+  /** Slots found orphaned at the last periodic look. */
+  #orphansSeen = new Set<string>();
+  #adopting: Promise<number> = Promise.resolve(0);
   /** Ticks that could not be kept at shutdown. */
   lostAtClose = 0;
   spool: Spool | undefined;
@@ -78,10 +87,46 @@ export class SpoolKeeper {
     }
   }
 
-  /** The housekeeping tick: write, fsync, probe, retry the slot, report. */
+  /**
+   * Adopts, now, the slots of processes that are gone (see `Spool.adopt`), after any
+   * adoption under way; resolves with the rows adopted (0 when it failed, logged). The
+   * writer drains them first, as at start.
+   */
+  adoptOrphans(options: { accept?: (dir: string) => boolean } = {}): Promise<number> {
+    this.#adopting = this.#adopting.then(async () => {
+      const spool = this.spool;
+      if (!spool || this.#closed) return 0;
+      try {
+        const rows = await adoptOrphansInto(this.#root, spool, options);
+        // Wakes the writer and, as at start, sends new ticks behind the adopted ones.
+        if (rows > 0 && !this.#closed) this.#batcher.attachSpool(spool);
+        return rows;
+      } catch (error) {
+        this.#logger.warn("Cannot adopt the spool left by a process that is gone", {
+          error: errorText(error),
+        });
+        return 0;
+      }
+    });
+    return this.#adopting;
+  }
+
+  /** The housekeeping tick: write, fsync, probe, retry the slot, adopt, report. */
   tick(now: number, onOpened: (leftover: number) => void): void {
     const spool = this.spool;
     if (spool) {
+      this.#lastAdopt ??= now;
+      if (now - this.#lastAdopt >= ADOPT_EVERY_MS) {
+        this.#lastAdopt = now;
+        const before = this.#orphansSeen;
+        const seen = this.#orphansSeen = new Set<string>();
+        const accept = (dir: string) => {
+          if (before.has(dir)) return true;
+          seen.add(dir);
+          return false;
+        };
+        this.adoptOrphans({ accept }).then((rows) => rows > 0 && onOpened(rows));
+      }
       spool.flush();
       if (now - this.#lastSync >= (this.#options.syncMs ?? 500)) {
         this.#lastSync = now;
@@ -105,6 +150,7 @@ export class SpoolKeeper {
    */
   async close(): Promise<void> {
     this.#closed = true;
+    await this.#adopting;
     this.#persistMemory();
     const spool = this.spool;
     if (!spool) return;

@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { type Logger, silentLogger } from "../log.ts";
 import { FIRST_SEGMENT, SEGMENT_RE, segmentName } from "./spool_format.ts";
 import { Spool, type SpoolOptions } from "./spool.ts";
@@ -59,12 +59,57 @@ async function segmentsIn(dir: string): Promise<string[]> {
   return names.sort();
 }
 
+/** Settings of `forEachOrphan`. */
+interface OrphanOptions {
+  /** Include the segments of the layout before slots (`<root>/seg-*.tsv`; at start only). */
+  legacy?: boolean;
+  /** Called with each orphaned slot, locked: false leaves it alone (for now). */
+  accept?: (dir: string) => boolean;
+}
+
 /**
- * Moves into `slot` the segments nobody owns: those of slots whose lock is free (a process
- * that died or stopped with ticks it could not write) and those of the layout before slots
- * (`<root>/seg-*.tsv`), after the slot's own, in their order. Each foreign slot is locked
- * while its files move (rename: atomic, nothing copied), so two processes starting at once
- * cannot both adopt it. Returns the number of segments moved.
+ * Calls `take` with the segments nobody owns: those of every slot under `root` but
+ * `ownIndex` whose lock is free (a process that died, or stopped with ticks it could not
+ * write) and, with `legacy`, those of the layout before slots. Each slot is locked while
+ * `take` runs, so two processes cannot both take it. Returns the segments taken.
+ */
+async function forEachOrphan(
+  root: string,
+  ownIndex: number,
+  take: (from: string, names: string[]) => Promise<void>,
+  options: OrphanOptions = {},
+): Promise<number> {
+  let taken = 0;
+  if (options.legacy) {
+    const names = await segmentsIn(root);
+    if (names.length > 0) await take(root, names);
+    taken += names.length;
+  }
+  for await (const entry of Deno.readDir(root)) {
+    if (!entry.isDirectory || !SLOT_RE.test(entry.name) || entry.name === String(ownIndex)) {
+      continue;
+    }
+    const dir = join(root, entry.name);
+    if ((await segmentsIn(dir)).length === 0) continue;
+    const lock = await tryLock(dir);
+    if (!lock) continue;
+    try {
+      if (options.accept && !options.accept(dir)) continue;
+      // Listed again under the lock: its owner may have drained some before it stopped.
+      const names = await segmentsIn(dir);
+      if (names.length > 0) await take(dir, names);
+      taken += names.length;
+    } finally {
+      lock.close();
+    }
+  }
+  return taken;
+}
+
+/**
+ * At start, before the slot's spool is opened: moves into `slot` the segments nobody owns
+ * (see `forEachOrphan`; the layout before slots included), after the slot's own, in their
+ * order. Moving is a rename: atomic, nothing copied. Returns the number of segments moved.
  */
 export async function adoptOrphans(
   root: string,
@@ -74,35 +119,29 @@ export async function adoptOrphans(
   const logger = options.logger ?? silentLogger;
   const own = await segmentsIn(slot.dir);
   let next = own.length > 0 ? Number(SEGMENT_RE.exec(own.at(-1)!)![1]) + 1 : FIRST_SEGMENT;
-  let moved = 0;
-  const move = async (from: string, names: string[]) => {
+  return await forEachOrphan(root, slot.index, async (from, names) => {
     for (const name of names) {
       await Deno.rename(join(from, name), join(slot.dir, segmentName(next++)));
-      moved++;
     }
-    if (names.length > 0) {
-      for (const dir of [from, slot.dir]) syncDirSync(dir);
-      logger.info(`Adopted ${names.length} spool segment(s) left in ${from}`, { into: slot.dir });
-    }
-  };
-  await move(root, await segmentsIn(root));
-  for await (const entry of Deno.readDir(root)) {
-    if (!entry.isDirectory || !SLOT_RE.test(entry.name) || entry.name === String(slot.index)) {
-      continue;
-    }
-    const dir = join(root, entry.name);
-    const names = await segmentsIn(dir);
-    if (names.length === 0) continue;
-    const lock = await tryLock(dir);
-    if (!lock) continue;
-    try {
-      // Listed again under the lock: its owner may have drained some before it stopped.
-      await move(dir, await segmentsIn(dir));
-    } finally {
-      lock.close();
-    }
-  }
-  return moved;
+    for (const dir of [from, slot.dir]) syncDirSync(dir);
+    logger.info(`Adopted ${names.length} spool segment(s) left in ${from}`, { into: slot.dir });
+  }, { legacy: true });
+}
+
+/**
+ * While running: hands to `spool` (a slot under `root`) the segments of the slots nobody
+ * holds (see `Spool.adopt`), those `accept` agrees to. Returns the rows adopted.
+ */
+export async function adoptOrphansInto(
+  root: string,
+  spool: Spool,
+  options: Pick<OrphanOptions, "accept"> = {},
+): Promise<number> {
+  let rows = 0;
+  await forEachOrphan(root, Number(basename(spool.dir)), async (from, names) => {
+    rows += await spool.adopt(from, names);
+  }, options);
+  return rows;
 }
 
 /**
