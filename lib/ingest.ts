@@ -95,7 +95,7 @@ export function summaryLine(s: IngestSummary): string {
     (p.spooled > 0 ? ` (${fmt(p.spooled)} spooled)` : ""),
     `${s.client.reconnects} reconnects`,
     `${fmt(p.dropped)} dropped`,
-    `${fmt(p.rejected + s.client.malformed)} rejected`,
+    `${fmt(s.client.malformed)} rejected`,
   ];
   if (p.quarantined > 0) {
     const reasons = Object.entries(p.quarantinedByReason).map(([r, n]) => `${r}: ${fmt(n)}`);
@@ -125,11 +125,10 @@ function metricsOf(s: IngestSummary): Metric[] {
     m("ws_connected", "gauge", "1 while the Twelve Data WebSocket is open", c.connected ? 1 : 0),
     m("ws_frames_total", "counter", "WebSocket frames received", c.frames),
     m("ws_ticks_total", "counter", "Valid price events received", c.ticks),
-    m("ws_malformed_total", "counter", "Malformed frames received", c.malformed),
+    m("ws_malformed_total", "counter", "Frames rejected as malformed or invalid", c.malformed),
     m("ws_reconnects_total", "counter", "Reconnections after the first connection", c.reconnects),
     m("ws_refused_symbols", "gauge", "Symbols the server refused", Object.keys(c.refused).length),
     m("rows_written_total", "counter", "Tick rows committed", p.written),
-    m("ticks_rejected_total", "counter", "Ticks rejected as invalid", p.rejected),
     m(
       "ticks_dropped_total",
       "counter",
@@ -178,11 +177,11 @@ function metricsOf(s: IngestSummary): Metric[] {
       labels: { symbol },
     });
   }
-  for (const [reason, n] of Object.entries(p.rejectedByReason)) {
+  for (const [reason, n] of Object.entries(c.malformedByReason)) {
     metrics.push({
-      name: "tickpipe_ticks_rejected_by_reason_total",
+      name: "tickpipe_ws_malformed_by_reason_total",
       type: "counter",
-      help: "Ticks rejected, by reason",
+      help: "Malformed frames (ticks outside the limits included), by reason",
       value: n,
       labels: { reason },
     });
@@ -322,12 +321,10 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
   }
   const gaps = recorder;
   const push = (event: PriceEvent) => {
-    const result = pipeline.pushPrice(event);
-    if (result === "dropped") gaps.dropped(event.symbol, event.timeMs);
-    else if (result !== "rejected") gaps.tick(event.symbol, event.timeMs);
+    if (pipeline.pushPrice(event) === "dropped") gaps.dropped(event.symbol, event.timeMs);
+    else gaps.tick(event.symbol, event.timeMs);
   };
   const onEvent = (event: TwelveDataEvent) => {
-    // The client's schema has checked the event: the pipeline's fast path does the rest.
     if (event.event !== "price") return;
     if (leases && !leases.admit(event)) return;
     push(event);

@@ -15,7 +15,7 @@ import { startProxy } from "./_support/proxy.ts";
 import { startIngest } from "./_support/ingest.ts";
 import { captureLogger, withSimulator } from "./_support/sim.ts";
 import { bypassesPermissions, mountTmpfs } from "./_support/small_fs.ts";
-import { makeTicks } from "./_support/ticks.ts";
+import { priceEvents } from "./_support/ticks.ts";
 import { databaseUrl } from "./_support/url.ts";
 
 Deno.test("A full spool during an outage: memory keeps what fits, the rest is counted dropped, writing resumes", async () => {
@@ -114,7 +114,7 @@ Deno.test("An unwritable spool is said in one line at start; an outage then drop
     await t.step("the pipeline runs memory-only and says why", async () => {
       const { logger, lines } = captureLogger();
       const pipeline = await IngestPipeline.open(db.sql, { dataDir: ro.dir, logger });
-      for (const tick of makeTicks(100)) pipeline.push(tick);
+      for (const event of priceEvents(100)) pipeline.pushPrice(event);
       await pipeline.flush();
       const stats = pipeline.stats();
       await pipeline.close();

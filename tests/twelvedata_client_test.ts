@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   AuthError,
   parseFrame,
+  PRICE_LIMITS,
   type PriceEvent,
   type SubscribeStatusEvent,
   TwelveDataClient,
@@ -23,7 +24,7 @@ function prices(events: TwelveDataEvent[], symbol: string): PriceEvent[] {
   return events.filter((e): e is PriceEvent => e.event === "price" && e.symbol === symbol);
 }
 
-Deno.test("parseFrame accepts every documented variant and rejects bad ticks", () => {
+Deno.test("parseFrame accepts every documented variant", () => {
   const now = Date.UTC(2024, 4, 13, 12);
   const seconds = parseFrame(
     '{"event":"price","symbol":"BTC/USD","timestamp":1715601600,"price":30361.2,"bid":1,"extra":true}',
@@ -58,20 +59,63 @@ Deno.test("parseFrame accepts every documented variant and rejects bad ticks", (
     name: "news",
     payload: { event: "news", x: 1 },
   });
+});
+
+Deno.test("A price frame is a tick only within PRICE_LIMITS, and a refusal names its reason", () => {
+  const now = Date.UTC(2024, 4, 13, 12);
+  const t = now / 1000;
+  const frame = (fields: Record<string, unknown>) =>
+    JSON.stringify({ event: "price", symbol: "BTC/USD", timestamp: t, price: 1, ...fields });
+  const ahead = PRICE_LIMITS.maxAheadMs / 1000;
   for (
-    const bad of [
-      "{",
-      "[]",
-      '{"price":1}',
-      '{"event":"price","symbol":"X","timestamp":1715601600,"price":"1"}',
-      '{"event":"price","symbol":"X","timestamp":1715601600,"price":1e400}',
-      '{"event":"price","symbol":"X","timestamp":1715601600,"price":-1}',
-      '{"event":"price","symbol":"X","timestamp":1715601600,"price":1e20}',
-      '{"event":"price","symbol":"X","timestamp":2715601600,"price":1}',
-      '{"event":"price","symbol":"X","timestamp":1715601600}',
+    const good of [
+      {},
+      { price: PRICE_LIMITS.maxPrice * 0.999, day_volume: 0, bid: 0 },
+      { timestamp: t + ahead },
+      { timestamp: now + PRICE_LIMITS.maxAheadMs }, // milliseconds
+      ...["^GSPC", "BRK.B", "EUR=X", "XETR:SAP", "BTC-USD", "A_B", "X".repeat(32)].map((
+        symbol,
+      ) => ({ symbol })),
     ]
   ) {
-    assert.equal(parseFrame(bad, now).event, "malformed", bad);
+    assert.equal(parseFrame(frame(good), now).event, "price", JSON.stringify(good));
+  }
+  const cases: [string, string][] = [
+    ["{", "invalid JSON"],
+    ["[]", "not a JSON object"],
+    ['{"price":1}', "no event name"],
+    [frame({ price: "1" }), "invalid price"],
+    [frame({ price: undefined }), "missing price"],
+    [frame({ price: null }), "missing price"],
+    ['{"event":"price","symbol":"X","timestamp":1715601600,"price":1e400}', "invalid price"],
+    [frame({ price: -1 }), "invalid price"],
+    [frame({ price: 0 }), "invalid price"],
+    [frame({ price: PRICE_LIMITS.maxPrice }), "invalid price"],
+    [frame({ symbol: undefined }), "missing symbol"],
+    [frame({ symbol: 42 }), "invalid symbol"],
+    [frame({ symbol: "" }), "invalid symbol"],
+    [frame({ symbol: "'; DROP TABLE crypto_ticks;--" }), "invalid symbol"],
+    [frame({ symbol: "BTC\tUSD" }), "invalid symbol"],
+    [frame({ symbol: "X".repeat(33) }), "invalid symbol"],
+    [frame({ symbol: "ÆØÅ/€" }), "invalid symbol"],
+    [frame({ timestamp: "now" }), "invalid timestamp"],
+    [frame({ timestamp: undefined }), "missing timestamp"],
+    [frame({ timestamp: t + ahead + 1 }), "timestamp out of range"],
+    [frame({ timestamp: 1 }), "timestamp out of range"],
+    [frame({ bid: -5 }), "invalid bid"],
+    [frame({ day_volume: "12" }), "invalid day_volume"],
+    [frame({ currency_base: 7 }), "invalid currency_base"],
+    ['{"event":"subscribe-status","success":[]}', "invalid subscribe-status"],
+  ];
+  for (const [text, reason] of cases) {
+    const result = parseFrame(text, now);
+    assert.equal(result.event, "malformed", text);
+    assert.equal(result.event === "malformed" && result.reason, reason, text);
+    // A frame with a key the schema strips takes the schema's path: the same verdict.
+    if (text.startsWith('{"event":"price"')) {
+      const extra = parseFrame(text.replace("{", '{"extra":1,'), now);
+      assert.equal(extra.event === "malformed" && extra.reason, reason, `${text} (extra key)`);
+    }
   }
 });
 
@@ -208,18 +252,18 @@ Deno.test("Client counts malformed frames and unknown events without losing the 
       await waitFor(() => client.stats().ticks >= 3, "first ticks");
       const sent = sim.malformed(28);
       assert.equal(sent, 28);
-      sim.edgeCases(4);
+      sim.edgeCases(4); // one valid tick with a millisecond timestamp, three hostile symbols
       sim.sendRaw('{"event":"message-processing","status":"error","messages":["x"]}');
-      await waitFor(() => client.stats().malformed === 28, "malformed frames counted");
+      await waitFor(() => client.stats().malformed === 28 + 3, "malformed frames counted");
       await waitFor(() => client.stats().unknown === 1, "the unknown event");
       const ticks = client.stats().ticks;
       await waitFor(() => client.stats().ticks > ticks + 5, "ticks after the garbage");
       assert.equal(client.stats().reconnects, 0);
-      // Rate-limited: 28 malformed frames give at most 5 log lines.
+      assert.equal(client.stats().malformedByReason["invalid symbol"], 2 + 3);
+      // Rate-limited: 31 malformed frames give at most 5 log lines.
       assert.ok(lines.filter((l) => l.includes("malformed frame")).length <= 5);
-      // Unusual but valid ticks pass through: ms timestamps converted, odd symbols kept.
-      const sql = events.find((e) => e.event === "price" && e.symbol.includes("DROP TABLE"));
-      assert.ok(sql);
+      assert.ok(!events.some((e) => e.event === "price" && e.symbol.includes("DROP TABLE")));
+      // A millisecond timestamp is converted.
       const ms = prices(events, "BTC/USD").find((e) => e.timestamp > 1e12);
       assert.ok(ms && Math.abs(ms.timeMs - Date.now()) < 5_000);
       const unknown = events.find((e) => e.event === "unknown");

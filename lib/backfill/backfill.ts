@@ -4,7 +4,7 @@ import type { SchemaMode } from "../db/server_info.ts";
 import { UserError } from "../errors.ts";
 import { markUnfillable } from "../gaps/log.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { currencyName } from "../pipeline/tick.ts";
+import { currencyName } from "../twelvedata/price.ts";
 import { AuthError, TwelveDataError } from "../twelvedata/errors.ts";
 import type { Bar, TwelveDataRest } from "../twelvedata/rest.ts";
 import { type Clock, systemClock } from "./clock.ts";

@@ -5,7 +5,7 @@ import {
   type CandleQuery,
   parseInstant,
 } from "../candles/mod.ts";
-import { SYMBOL_RE } from "../pipeline/tick.ts";
+import { SYMBOL_RE } from "../twelvedata/price.ts";
 import { INTERVAL_MS } from "./live.ts";
 
 const DAY_MS = 86_400_000;

@@ -1,6 +1,5 @@
 import { type Logger, silentLogger } from "../log.ts";
-import { type Batch, newBatch } from "./batch.ts";
-import type { Row } from "./sequencer.ts";
+import { type Batch, newBatch, type Row } from "./batch.ts";
 import type { Spool } from "./spool.ts";
 import { fmt } from "./text.ts";
 

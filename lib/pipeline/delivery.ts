@@ -1,6 +1,6 @@
 import type { Sql } from "postgres";
 import { type Logger, silentLogger } from "../log.ts";
-import { type Batch, subBatchId } from "./batch.ts";
+import { type Batch, type Row, subBatchId } from "./batch.ts";
 import {
   quarantine,
   type QuarantinedRow,
@@ -8,7 +8,6 @@ import {
   type Refusal,
   refusalOf,
 } from "./quarantine.ts";
-import type { Row } from "./sequencer.ts";
 import type { TickWriter } from "./writer.ts";
 import { errorText, fmt } from "./text.ts";
 

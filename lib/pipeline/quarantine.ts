@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import type { Sql } from "postgres";
-import type { Row } from "./sequencer.ts";
+import type { Row } from "./batch.ts";
 
 /** Why the database refused a row, from the error it returned. */
 export interface Refusal {

@@ -1,7 +1,6 @@
 import { join } from "node:path";
 import { type Logger, silentLogger } from "../log.ts";
-import type { Batch } from "./batch.ts";
-import type { Row } from "./sequencer.ts";
+import type { Batch, Row } from "./batch.ts";
 import {
   chunkText,
   FIRST_SEGMENT,

@@ -1,5 +1,4 @@
-import type { Batch } from "./batch.ts";
-import type { Row } from "./sequencer.ts";
+import type { Batch, Row } from "./batch.ts";
 
 /**
  * The spool's text format: a chunk is a header line `@<batch id>` followed by its rows, one

@@ -1,6 +1,6 @@
 import { type Logger, silentLogger } from "../log.ts";
 import type { Batcher } from "./batcher.ts";
-import type { Row } from "./sequencer.ts";
+import type { Row } from "./batch.ts";
 import type { Spool, SpoolFault } from "./spool.ts";
 import { openSlotSpool } from "./spool_slot.ts";
 import { errorText, fmt } from "./text.ts";

@@ -1,6 +1,5 @@
 import { type Logger, silentLogger } from "../log.ts";
-import type { Batch } from "./batch.ts";
-import type { Row } from "./sequencer.ts";
+import type { Batch, Row } from "./batch.ts";
 import { type Damage, SegmentReader } from "./spool_format.ts";
 import { errorText } from "./text.ts";
 

@@ -1,7 +1,6 @@
 import { finished } from "node:stream/promises";
 import type { Sql, TransactionSql } from "postgres";
-import type { Batch } from "./batch.ts";
-import type { Row } from "./sequencer.ts";
+import type { Batch, Row } from "./batch.ts";
 
 /** How a batch is sent: `COPY ... FROM STDIN` or one `INSERT ... SELECT FROM unnest(...)`. */
 export type WriteMethod = "copy" | "unnest";

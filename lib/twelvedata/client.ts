@@ -83,6 +83,8 @@ export interface ClientStats {
   /** Valid price events. */
   ticks: number;
   malformed: number;
+  /** Malformed frames by reason ("invalid JSON", "invalid price", "timestamp out of range"...). */
+  malformedByReason: Record<string, number>;
   unknown: number;
   heartbeats: number;
   connectAttempts: number;
@@ -184,6 +186,7 @@ export class TwelveDataClient {
   #frames = 0;
   #ticks = 0;
   #malformed = 0;
+  #malformedBy = new Map<string, number>();
   #unknown = 0;
   #heartbeats = 0;
   #heartbeatsSent = 0;
@@ -304,6 +307,7 @@ export class TwelveDataClient {
       frames: this.#frames,
       ticks: this.#ticks,
       malformed: this.#malformed,
+      malformedByReason: Object.fromEntries(this.#malformedBy),
       unknown: this.#unknown,
       heartbeats: this.#heartbeats,
       connectAttempts: this.#connectAttempts,
@@ -630,7 +634,7 @@ export class TwelveDataClient {
   #frame(data: unknown): void {
     this.#frames++;
     if (typeof data !== "string") {
-      this.#malformed++;
+      this.#countMalformed("binary frame");
       this.#logger.limited("malformed", "warn", "Ignored a binary frame from Twelve Data");
       return;
     }
@@ -642,9 +646,9 @@ export class TwelveDataClient {
         if (!this.#live) this.#setLive(true);
         break;
       case "malformed":
-        this.#malformed++;
+        this.#countMalformed(event.reason);
         this.#logger.limited("malformed", "warn", "Ignored a malformed frame from Twelve Data", {
-          reason: event.reason,
+          reason: event.detail === undefined ? event.reason : `${event.reason}: ${event.detail}`,
           frame: data.length > 200 ? data.slice(0, 200) + "..." : data,
         });
         return;
@@ -668,6 +672,11 @@ export class TwelveDataClient {
         break;
     }
     this.#emit(event);
+  }
+
+  #countMalformed(reason: string): void {
+    this.#malformed++;
+    this.#malformedBy.set(reason, (this.#malformedBy.get(reason) ?? 0) + 1);
   }
 
   #subscribeStatus(event: SubscribeStatusEvent): void {

@@ -3,6 +3,7 @@ export * from "./client.ts";
 export * from "./errors.ts";
 export * from "./events.ts";
 export * from "./health.ts";
+export * from "./price.ts";
 export * from "./refusals.ts";
 export * from "./rest.ts";
 export * from "./symbols.ts";
