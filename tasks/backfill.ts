@@ -10,7 +10,7 @@ import { describePlan, planFill } from "../lib/backfill/plan.ts";
 import { ProgressReporter } from "../lib/backfill/progress.ts";
 import { checkGapSchema, listGaps } from "../lib/gaps/log.ts";
 import { findCrashedRuns, liveSymbols } from "../lib/gaps/runs.ts";
-import { clientOptionsFromConfig } from "../lib/twelvedata/client.ts";
+import { clientOptionsFromConfig } from "../lib/twelvedata/mod.ts";
 import { AuthError } from "../lib/twelvedata/errors.ts";
 import { TwelveDataRest } from "../lib/twelvedata/rest.ts";
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   AuthError,
+  type ConnectionEvent,
   parseFrame,
   PRICE_LIMITS,
   type PriceEvent,
@@ -11,9 +12,9 @@ import {
   TwelveDataRest,
 } from "../lib/twelvedata/mod.ts";
 import { run as wsTest } from "../tasks/ws_test.ts";
+import { ManualTimers } from "./_support/manual_timers.ts";
 import {
   captureLogger,
-  sleep,
   TEST_KEY,
   testClientOptions,
   waitFor,
@@ -173,8 +174,9 @@ Deno.test("Client subscribes and receives ticks for crypto, stocks and forex", a
 Deno.test("Client reconnects after a server-side drop, resubscribes and ticks resume", async () => {
   await withSimulator({ rate: 200 }, async (sim) => {
     const events: TwelveDataEvent[] = [];
+    const { logger, lines } = captureLogger();
     const client = new TwelveDataClient(
-      testClientOptions(sim, { onEvent: (e) => events.push(e) }),
+      testClientOptions(sim, { logger, onEvent: (e) => events.push(e) }),
     );
     try {
       client.subscribe("BTC/USD,ETH/USD");
@@ -183,8 +185,11 @@ Deno.test("Client reconnects after a server-side drop, resubscribes and ticks re
       const droppedAt = Date.now();
       await sim.drop();
       await waitFor(() => client.stats().reconnects === 1 && client.connected, "a reconnect");
-      // The first retry waits at most backoffBaseMs (100 ms); allow for scheduling.
-      assert.ok(Date.now() - droppedAt < 1_000, `reconnected after ${Date.now() - droppedAt} ms`);
+      // The first retry waits at most backoffBaseMs (100 ms), jittered from half of it.
+      const waits = lines.map((l) => /Reconnecting to Twelve Data in (\d+) ms/.exec(l)?.[1])
+        .filter((ms) => ms !== undefined).map(Number);
+      assert.equal(waits.length, 1, lines.join("\n"));
+      assert.ok(waits[0]! >= 50 && waits[0]! <= 100, `${waits}`);
       await waitFor(
         () =>
           ["BTC/USD", "ETH/USD"].every((s) =>
@@ -205,32 +210,49 @@ Deno.test("Client watchdog heals a stalled connection but tolerates a quiet one"
   await withSimulator({ rate: 100 }, async (sim) => {
     await t.step("a stall is detected and healed", async () => {
       const { logger, lines } = captureLogger();
-      const client = new TwelveDataClient(testClientOptions(sim, { logger }));
+      const timers = new ManualTimers();
+      const changes: ConnectionEvent[] = [];
+      const client = new TwelveDataClient(
+        testClientOptions(sim, { logger, timers, onConnection: (e) => changes.push(e) }),
+      );
       try {
         client.subscribe("BTC/USD");
         await client.start();
         await waitFor(() => client.stats().ticks >= 5, "first ticks");
-        const stalledAt = Date.now();
         sim.stall(30_000);
-        await waitFor(() => client.stats().reconnects === 1, "a watchdog reconnect");
+        // The watchdog checks every 200 ms: the first check after the last frame starts the
+        // silence, the fifth after it reaches watchdogMs (1 s) and gives up.
+        timers.advance(1_000);
+        assert.equal(client.state, "open");
+        timers.advance(200);
+        assert.equal(client.state, "waiting");
+        assert.ok(lines.some((l) => l.includes("No data from Twelve Data for 1000 ms")));
+        assert.deepEqual(changes.map((e) => e.type), ["open", "stalled"]);
+        assert.equal(changes[1]!.type === "stalled" && changes[1]!.silentMs, 1_000);
+        // The reconnect waits at most backoffBaseMs (100 ms); the stall was the old socket's.
+        timers.advance(100);
+        await waitFor(() => client.stats().reconnects === 1 && client.connected, "a reconnect");
         const ticks = client.stats().ticks;
         await waitFor(() => client.stats().ticks > ticks + 5, "ticks after healing");
-        assert.ok(Date.now() - stalledAt < 5_000);
-        assert.ok(lines.some((line) => line.includes("not even a heartbeat reply")));
       } finally {
         await client.close();
       }
     });
 
     await t.step("heartbeat replies keep a quiet connection alive", async () => {
+      const timers = new ManualTimers();
       const client = new TwelveDataClient(
-        testClientOptions(sim, { heartbeatMs: 100, watchdogMs: 400 }),
+        testClientOptions(sim, { heartbeatMs: 100, watchdogMs: 400, timers }),
       );
       try {
         await client.start(); // no subscriptions: only heartbeat replies arrive
-        await sleep(1_500);
+        // 2 s of the client's time, five times the watchdog's limit; each heartbeat is
+        // answered before time moves on.
+        for (let i = 1; i <= 20; i++) {
+          timers.advance(100);
+          await waitFor(() => client.stats().heartbeats === i, `heartbeat reply ${i}`);
+        }
         assert.equal(client.stats().reconnects, 0);
-        assert.ok(client.stats().heartbeats >= 5);
         assert.ok(client.connected);
       } finally {
         await client.close();
@@ -282,8 +304,9 @@ Deno.test("A bad key ends with one AuthError and no retry storm", async (t) => {
     await t.step("at the first connect", async () => {
       const badKey = "wrong-key-0a1b2c3d";
       const { logger, lines } = captureLogger();
+      const timers = new ManualTimers();
       const client = new TwelveDataClient(
-        testClientOptions(sim, { apiKey: badKey, logger, auth: "query" }),
+        testClientOptions(sim, { apiKey: badKey, logger, auth: "query", timers }),
       );
       try {
         client.subscribe("BTC/USD");
@@ -293,10 +316,11 @@ Deno.test("A bad key ends with one AuthError and no retry storm", async (t) => {
         assert.ok(!error.message.includes(badKey));
         await assert.rejects(client.closed, AuthError);
         assert.equal(client.state, "failed");
-        const attempts = sim.stats().connection_attempts;
-        assert.equal(attempts, 1);
-        await sleep(500);
-        assert.equal(sim.stats().connection_attempts, attempts);
+        assert.equal(sim.stats().connection_attempts, 1);
+        // Nothing is left to retry: no timer waits, however long time runs.
+        assert.equal(timers.pending, 0);
+        timers.advance(3_600_000);
+        assert.equal(sim.stats().connection_attempts, 1);
         assert.ok(lines.every((line) => !line.includes(badKey)));
       } finally {
         await client.close();
@@ -440,24 +464,6 @@ Deno.test("A graceful close loses no frame the simulator sent", async () => {
     assert.equal(ticks, stats.price_events_sent);
     assert.equal(client.stats().ticks, stats.price_events_sent);
     assert.equal(client.state, "closed");
-  });
-});
-
-Deno.test("batches() delivers the stream and ends after close()", async () => {
-  await withSimulator({ rate: 500 }, async (sim) => {
-    const client = new TwelveDataClient(testClientOptions(sim));
-    client.subscribe("BTC/USD");
-    await client.start();
-    let seen = 0;
-    const consumer = (async () => {
-      for await (const batch of client.batches()) {
-        seen += batch.filter((e) => e.event === "price").length;
-      }
-    })();
-    await waitFor(() => seen >= 20, "ticks through the iterator");
-    await client.close();
-    await consumer;
-    assert.equal(seen, sim.stats().price_events_sent);
   });
 });
 

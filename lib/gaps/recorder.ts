@@ -1,7 +1,7 @@
 import type { Sql } from "postgres";
 import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import type { ConnectionEvent } from "../twelvedata/client.ts";
+import type { ConnectionEvent } from "../twelvedata/client_options.ts";
 import { checkGapSchema, closeOngoingGaps, type Gap, type GapReason, recordGap } from "./log.ts";
 import {
   findCrashedRuns,

@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import { backoffDelay } from "../backoff.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { type Batch, type Row, subBatchId } from "./batch.ts";
 import {
@@ -273,8 +274,7 @@ export class Delivery {
   }
 
   async #backoff(attempt: number): Promise<void> {
-    const cap = Math.min(this.#retryMaxMs, this.#retryInitialMs * 2 ** Math.min(attempt, 20));
-    const delay = Math.round(cap / 2 + Math.random() * cap / 2);
+    const delay = backoffDelay(attempt, this.#retryInitialMs, this.#retryMaxMs);
     const { memory, spooled } = this.#waiting();
     this.#logger.limited(
       "pipeline-retry",

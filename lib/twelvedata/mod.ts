@@ -1,5 +1,6 @@
 /** Twelve Data: the real-time WebSocket client, its events and the REST client. */
 export * from "./client.ts";
+export * from "./client_options.ts";
 export * from "./errors.ts";
 export * from "./events.ts";
 export * from "./health.ts";
