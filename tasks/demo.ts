@@ -10,7 +10,7 @@ import { openDatabase } from "../lib/db/connection.ts";
 import { migrate, recordedMode } from "../lib/db/migrations.ts";
 import { chooseMode, describeServer } from "../lib/db/server_info.ts";
 import { type CandleInterval, fetchCandles, formatCandles } from "../lib/candles/mod.ts";
-import { DEFAULT_SYMBOLS, runIngest, summaryLine } from "../lib/ingest.ts";
+import { DEFAULT_SYMBOLS, runIngest, summaryLine } from "../lib/ingest/mod.ts";
 import { startSimulator } from "../lib/simulator/mod.ts";
 import { type ChartServer, serveChart } from "../lib/chart/server.ts";
 

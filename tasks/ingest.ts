@@ -7,7 +7,7 @@ import {
   symbolsFlag,
 } from "../lib/cli.ts";
 import { connect, openDatabase } from "../lib/db/connection.ts";
-import { checkSchema, DEFAULT_SYMBOLS, runIngest } from "../lib/ingest.ts";
+import { checkSchema, DEFAULT_SYMBOLS, runIngest } from "../lib/ingest/mod.ts";
 import { clientOptionsFromConfig } from "../lib/twelvedata/mod.ts";
 
 const USAGE = `Usage: tickpipe ingest [--symbols BTC/USD,ETH/USD,MSFT,AAPL] [--metrics-port 9464]

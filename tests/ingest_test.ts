@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { Logger } from "../lib/log.ts";
 import { PRICE_LIMITS } from "../lib/twelvedata/mod.ts";
-import { type IngestSummary, runIngest } from "../lib/ingest.ts";
+import { type IngestSummary, runIngest } from "../lib/ingest/mod.ts";
 import type { SimulatorHandle } from "../lib/simulator/mod.ts";
 import { assertDemoWroteAllSent, createTestDatabase, type TestDatabase } from "./_support/db.ts";
 import { TEST_KEY, withSimulator } from "./_support/sim.ts";

@@ -1,7 +1,7 @@
 import { type Logger, silentLogger } from "../log.ts";
 import { type Batch, newBatch, type Row } from "./batch.ts";
 import type { Spool } from "./spool.ts";
-import { fmt } from "./text.ts";
+import { formatCount } from "../text.ts";
 
 /** Settings of `Batcher`; the defaults are explained in docs of `BATCHER_DEFAULTS`. */
 export interface BatcherOptions {
@@ -130,7 +130,7 @@ export class Batcher {
       this.#logger.limited(
         "batcher-cap",
         "warn",
-        `Memory cap reached (${fmt(this.#memoryCap)} ticks): spooling to disk`,
+        `Memory cap reached (${formatCount(this.#memoryCap)} ticks): spooling to disk`,
         { dir: this.#spool!.dir },
         { perWindow: 1, windowMs: 60_000 },
       );
@@ -303,7 +303,7 @@ export class Batcher {
       this.#logger.limited(
         "batcher-spool-full",
         "warn",
-        `The spool is full (${fmt(this.#spool!.bytes)} bytes): new ticks stay in memory`,
+        `The spool is full (${formatCount(this.#spool!.bytes)} bytes): new ticks stay in memory`,
         { dir: this.#spool!.dir },
         { perWindow: 1, windowMs: 60_000 },
       );
@@ -315,7 +315,7 @@ export class Batcher {
     if (!this.#spooling || this.#spool!.rows > 0) return;
     this.#spooling = false;
     if (this.#drained > 0) {
-      this.#logger.info(`Spool drained (${fmt(this.#drained)} ticks): back to memory`);
+      this.#logger.info(`Spool drained (${formatCount(this.#drained)} ticks): back to memory`);
     }
     this.#drained = 0;
     this.#notifyReady();
@@ -334,7 +334,7 @@ export class Batcher {
       "batcher-drop",
       "error",
       `Cannot keep ticks: ${
-        fmt(this.#memoryCap)
+        formatCount(this.#memoryCap)
       } held in memory and ${why}; dropping new ticks until the database catches up`,
       { dropped: this.#dropped },
       { perWindow: 1, windowMs: 60_000 },

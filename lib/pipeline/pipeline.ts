@@ -12,7 +12,7 @@ import { SpoolKeeper } from "./spool_keeper.ts";
 import type { PriceEvent } from "../twelvedata/price.ts";
 import { type LegacyTick, priceEventOf } from "./legacy_tick.ts";
 import { TickWriter, type WriteMethod } from "./writer.ts";
-import { errorText, fmt } from "./text.ts";
+import { errorText, formatCount } from "../text.ts";
 
 /** Settings of `IngestPipeline.open`. */
 export interface PipelineOptions {
@@ -297,7 +297,7 @@ export class IngestPipeline {
     this.#logger.limited(
       `spill:${why}`,
       "warn",
-      `Spooling to disk: ${why} (${fmt(held)} ticks held in memory written to the spool)`,
+      `Spooling to disk: ${why} (${formatCount(held)} ticks held in memory written to the spool)`,
       { dir: this.#keeper.spool?.dir },
       { perWindow: 1, windowMs: 60_000 },
     );

@@ -12,7 +12,7 @@ import {
 } from "./spool_format.ts";
 import { type Segment, SegmentQueue } from "./spool_queue.ts";
 import { closeQuietly, removeQuietly, syncDir, syncDirSync, writeAllSync } from "./files.ts";
-import { errorText, fmt } from "./text.ts";
+import { errorText, formatCount } from "../text.ts";
 
 /** Settings of `Spool.open`. */
 export interface SpoolOptions {
@@ -125,11 +125,13 @@ export class Spool {
     }
     if (spool.rows > 0 || spool.lostInCrash > 0) {
       const lost = spool.lostInCrash > 0
-        ? `; ${fmt(spool.lostInCrash)} lost in a crash (torn or corrupt lines skipped)`
+        ? `; ${formatCount(spool.lostInCrash)} lost in a crash (torn or corrupt lines skipped)`
         : "";
       (spool.lostInCrash > 0 ? spool.#logger.warn : spool.#logger.info).call(
         spool.#logger,
-        `Found ${fmt(spool.rows)} spooled ticks from a previous run${lost}; draining them first`,
+        `Found ${
+          formatCount(spool.rows)
+        } spooled ticks from a previous run${lost}; draining them first`,
         { dir, segments: spool.#queue.segments },
       );
     }

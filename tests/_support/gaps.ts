@@ -3,7 +3,7 @@
  * disconnect can be cut exactly at minute boundaries), and the simulator's own bars.
  */
 import type { Sql } from "postgres";
-import { type IngestOptions, type IngestSummary, runIngest } from "../../lib/ingest.ts";
+import { type IngestOptions, type IngestSummary, runIngest } from "../../lib/ingest/mod.ts";
 import { Logger } from "../../lib/log.ts";
 import type { SimulatorHandle } from "../../lib/simulator/mod.ts";
 import { TEST_KEY, waitFor } from "./sim.ts";
