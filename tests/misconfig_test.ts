@@ -137,7 +137,10 @@ Deno.test("setup as a role without CREATE privilege says which grant is missing"
   const role = `tp_nocreate_${Deno.pid}`;
   const password = "NoCreate-Pass-4471";
   try {
-    await db.sql.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+    // A utility statement takes no parameters: the server quotes the role and the password.
+    const [create] = await db.sql<{ ddl: string }[]>`
+      SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', ${role}::text, ${password}::text) AS ddl`;
+    await db.sql.unsafe(create!.ddl);
     // PostgreSQL 15+ already denies CREATE on public to other roles; older versions grant it.
     await db.sql`REVOKE CREATE ON SCHEMA public FROM PUBLIC`;
     const result = await runDeno("tasks/setup.ts", ["--mode", "portable"], {
@@ -350,7 +353,7 @@ Deno.test({
   async fn() {
     const admin = postgres(NOT_PRELOADED_URL!, { max: 1, onnotice: () => {} });
     const name = `t_unpreloaded_${Deno.pid}`;
-    await admin.unsafe(`CREATE DATABASE ${name}`);
+    await admin`CREATE DATABASE ${admin(name)}`;
     const url = new URL(NOT_PRELOADED_URL!);
     url.pathname = `/${name}`;
     const env = { DATABASE_URL: url.href };
@@ -391,7 +394,7 @@ Deno.test({
         await sql.end({ timeout: 5 });
       }
     } finally {
-      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin`DROP DATABASE IF EXISTS ${admin(name)} WITH (FORCE)`;
       await admin.end({ timeout: 5 });
     }
   },

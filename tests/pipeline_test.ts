@@ -6,6 +6,8 @@ import { startEmbedded, stopEmbedded } from "../lib/db/embedded.ts";
 import { migrate } from "../lib/db/migrations.ts";
 import { IngestPipeline } from "../lib/pipeline/pipeline.ts";
 import { createTestDatabase } from "./_support/db.ts";
+import { freePort } from "./_support/run.ts";
+import { waitFor } from "./_support/sim.ts";
 import { parsePriceFrame, priceEvents } from "./_support/ticks.ts";
 import { assertInsertedInOrder, countAndDuplicates } from "./_support/rows.ts";
 
@@ -167,21 +169,6 @@ Deno.test("A COMMIT whose outcome was lost is detected on retry and not repeated
   }
 });
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-async function waitFor(condition: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const start = performance.now();
-  while (!condition()) {
-    if (performance.now() - start > timeoutMs) throw new Error("Timed out waiting");
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 Deno.test("Database outage: ticks wait in memory and the spool, then land exactly once, in order", async (t) => {
   // A server of its own: this test stops it.
   const serverDir = await Deno.makeTempDir({ dir: ".data", prefix: "test-outage-" });
@@ -218,7 +205,7 @@ Deno.test("Database outage: ticks wait in memory and the spool, then land exactl
       const results = more(5000).map((event) => pipeline.pushPrice(event));
       assert.ok(results.includes("spooled"), "some ticks went to the spool");
       assert.ok(!results.includes("dropped"));
-      await waitFor(() => pipeline.stats().retries >= 3);
+      await waitFor(() => pipeline.stats().retries >= 3, "three retries");
       const during = pipeline.stats();
       // The first failed write sent everything held in memory to the spool.
       assert.equal(during.spooled, 5000);
@@ -250,7 +237,7 @@ Deno.test("Database outage: ticks wait in memory and the spool, then land exactl
         await stopEmbedded(serverDir);
         const first = await IngestPipeline.open(sql, options);
         more(3000).forEach((event) => first.pushPrice(event));
-        await waitFor(() => first.stats().retries >= 1);
+        await waitFor(() => first.stats().retries >= 1, "a retry");
         // The database never came back: what is left in memory goes to the spool.
         await first.close({ timeoutMs: 50 });
         const segments = () =>

@@ -13,6 +13,7 @@ import {
 } from "../lib/twelvedata/mod.ts";
 import { run as wsTest } from "../tasks/ws_test.ts";
 import { ManualTimers } from "./_support/manual_timers.ts";
+import { freePort, permissionSet } from "./_support/run.ts";
 import {
   captureLogger,
   TEST_KEY,
@@ -328,9 +329,7 @@ Deno.test("A bad key ends with one AuthError and no retry storm", async (t) => {
     });
 
     await t.step("a network fault is retried, not reported as a bad key", async () => {
-      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-      const port = listener.addr.port;
-      listener.close(); // nothing listens there any more
+      const port = freePort(); // nothing listens there any more
       const client = new TwelveDataClient({
         ...testClientOptions(sim),
         wsUrl: `ws://127.0.0.1:${port}/v1/quotes/price`,
@@ -493,9 +492,7 @@ Deno.test("ws-test prints events and exits 0 on SIGINT", async () => {
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        "--allow-env",
-        "--allow-net",
-        "--allow-read=.env",
+        ...permissionSet("client"),
         "tasks/ws_test.ts",
         "--symbols",
         "BTC/USD,AAPL,NOPE",

@@ -1,6 +1,7 @@
 import type { Sql } from "postgres";
 import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
+import { errorText } from "../text.ts";
 import { compareVersions, type SchemaMode } from "./server_info.ts";
 import ticksPortable from "../../sql/001_ticks.portable.sql" with { type: "text" };
 import ticksTimescale from "../../sql/001_ticks.timescaledb.sql" with { type: "text" };
@@ -228,7 +229,7 @@ export async function migrate(
           break;
         } catch (error) {
           if (!lost) await guard(() => reserved.unsafe("ROLLBACK")).catch(() => {});
-          let message = error instanceof Error ? error.message : String(error);
+          let message = errorText(error);
           if (!lost && attempt < TRANSIENT_ATTEMPTS && isTransient(error)) {
             logger.warn(`Migration ${label} met a concurrent job (${message}); retrying`);
             await sleep(250 * attempt);

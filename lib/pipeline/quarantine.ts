@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import type { Sql } from "postgres";
 import type { Row } from "./batch.ts";
+import { errorText } from "../text.ts";
 
 /** Why the database refused a row, from the error it returned. */
 export interface Refusal {
@@ -190,7 +191,7 @@ export async function quarantine(
       return { added: items, file: await writeQuarantineFile(dir, records) };
     } catch (fileError) {
       throw new QuarantineError(
-        `Cannot quarantine ${records.length} refused rows: ${(error as Error).message}; ` +
+        `Cannot quarantine ${records.length} refused rows: ${errorText(error)}; ` +
           `nor write them under ${dir}: ${(fileError as Error).message}`,
         { cause: fileError },
       );

@@ -18,6 +18,7 @@ import { closeSocket, openSocket } from "./socket.ts";
 import { Subscriptions } from "./subscriptions.ts";
 import { checkApiKey, TwelveDataRest } from "./rest.ts";
 import { normalizeSymbols, type SymbolsInput, symbolsParam, type SymbolSpec } from "./symbols.ts";
+import { errorText } from "../text.ts";
 
 /** `Promise.withResolvers`, its rejection handled: a failure nobody awaits must not crash. */
 function settled<T>(): PromiseWithResolvers<T> {
@@ -382,7 +383,7 @@ export class TwelveDataClient {
       ws.send(JSON.stringify(message));
       return true;
     } catch (error) {
-      this.#logger.warn("Cannot send to Twelve Data", { error: (error as Error).message });
+      this.#logger.warn("Cannot send to Twelve Data", { error: errorText(error) });
       return false;
     }
   }
@@ -434,7 +435,7 @@ export class TwelveDataClient {
       this.#onConnection?.(event);
     } catch (error) {
       this.#logger.limited("onConnection", "error", "The connection observer failed", {
-        error: (error as Error)?.message ?? String(error),
+        error: errorText(error),
       });
     }
   }
@@ -445,7 +446,7 @@ export class TwelveDataClient {
         this.#onEvent(event);
       } catch (error) {
         this.#logger.limited("onEvent", "error", "The event handler failed", {
-          error: (error as Error)?.message ?? String(error),
+          error: errorText(error),
         });
       }
     }

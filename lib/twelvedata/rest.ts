@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { redact, registerSecret } from "../redact.ts";
 import { AuthError, TwelveDataError } from "./errors.ts";
+import { errorText } from "../text.ts";
 
 /** Bar sizes `/time_series` accepts. */
 export const INTERVALS = [
@@ -224,7 +225,7 @@ export class TwelveDataRest {
     } catch (error) {
       const detail = controller.signal.aborted
         ? `no answer within ${this.#timeoutMs} ms`
-        : (error as Error).message;
+        : errorText(error);
       throw new TwelveDataError(redact(`${what} failed: ${detail}`), {
         code: 0,
         httpStatus: 0,

@@ -132,7 +132,7 @@ export async function createTestDatabase(
 ): Promise<TestDatabase> {
   const server = await testServer();
   const name = `t_${Date.now().toString(36)}_${Deno.pid}_${counter++}`;
-  await onAdmin(server, (admin) => admin.unsafe(`CREATE DATABASE ${name}`));
+  await onAdmin(server, (admin) => admin`CREATE DATABASE ${admin(name)}`);
   const config: DatabaseConfig = { ...server.admin, database: name };
   const sql = connect(config, { max: options.max ?? 4 });
   const mode = options.mode ?? (server.timescale ? "timescaledb" : "portable");
@@ -152,7 +152,7 @@ export async function createTestDatabase(
       await sql.end({ timeout: 5 });
       await onAdmin(
         server,
-        (admin) => admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+        (admin) => admin`DROP DATABASE IF EXISTS ${admin(name)} WITH (FORCE)`,
       );
     },
   };

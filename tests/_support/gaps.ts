@@ -22,21 +22,6 @@ export function yesterdayMidnight(): number {
   return Math.floor(Date.now() / DAY) * DAY - DAY;
 }
 
-/** Waits (polling every 20 ms) until `condition` holds. */
-export async function until(
-  condition: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) {
-      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 /** Streamed ticks stored (bar rows excluded), the number the simulator's /stats compares with. */
 export async function tickRows(sql: Sql): Promise<number> {
   const [row] = await sql<{ n: number }[]>`
@@ -109,7 +94,7 @@ export function advanceSeconds(sim: SimulatorHandle, seconds: number): void {
 
 /** Waits until every tick the simulator sent is stored. */
 export async function allStored(sql: Sql, sim: SimulatorHandle): Promise<void> {
-  await until(
+  await waitFor(
     async () => await tickRows(sql) === sim.stats().price_events_sent,
     "every tick stored",
   );
