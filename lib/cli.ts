@@ -40,14 +40,14 @@ export function readEnvironment(envFile = ".env"): RawEnv {
 }
 
 /** Flags every task accepts, mapped onto their environment variables. */
-export const COMMON_FLAGS = {
+const COMMON_FLAGS = {
   "log-level": { type: "string" },
   "log-format": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsConfig["options"];
 
 /** `--help` was given: `runMain` prints the usage on stdout and exits 0. */
-export class HelpRequested extends UserError {
+class HelpRequested extends UserError {
   override name = "HelpRequested";
 
   constructor(usage: string) {

@@ -7,7 +7,7 @@ import { formatCount } from "../text.ts";
  * Minutes per `/time_series` request: Twelve Data returns at most 5000 bars a call, and
  * whether `end_date` is inclusive is not documented, so a window is one minute short of it.
  */
-export const WINDOW_MINUTES = 4999;
+const WINDOW_MINUTES = 4999;
 
 /** One request's worth of a gap: whole minutes `[fromMs, toMs)`. */
 export interface FillChunk {
@@ -37,7 +37,7 @@ export interface FillPlan {
  * bar): what REST bars can fill. One range scan of the window (on TimescaleDB's columnstore,
  * one decompression, not one per minute).
  */
-export async function missingMinutes(
+async function missingMinutes(
   sql: ISql,
   symbol: string,
   fromMs: number,
@@ -58,7 +58,7 @@ export async function missingMinutes(
  * past the last complete minute.
  * Undefined for an ongoing gap of a symbol a live run streams.
  */
-export function gapWindow(
+function gapWindow(
   gap: Gap,
   nowMs: number,
   live: ReadonlySet<string>,

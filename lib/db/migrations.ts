@@ -39,7 +39,7 @@ export interface Migration {
 }
 
 /** First TimescaleDB version with `CREATE TABLE ... WITH (tsdb.hypertable)`. */
-export const TSDB_WITH_SYNTAX = "2.20.0";
+const TSDB_WITH_SYNTAX = "2.20.0";
 
 /** The schema, in order. SQL is imported as text so a compiled binary carries it. */
 export const MIGRATIONS: Migration[] = [

@@ -70,7 +70,7 @@ export function refusalOf(error: unknown): Refusal | undefined {
  * connection, resource and shutdown classes: a missing table, a privilege), as opposed to
  * a database that is away for now.
  */
-export function isPermanent(error: unknown): boolean {
+function isPermanent(error: unknown): boolean {
   const code = (error as { code?: unknown })?.code;
   return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) && !/^(08|40|53|57|58)/.test(code);
 }
@@ -149,7 +149,7 @@ export function quarantineDir(spoolRoot: string): string {
  * file is whole or absent; written again with the same content when a chunk is drained
  * twice). `deno task quarantine` moves them into the table. Returns the path.
  */
-export async function writeQuarantineFile(
+async function writeQuarantineFile(
   dir: string,
   records: QuarantineRecord[],
 ): Promise<string> {

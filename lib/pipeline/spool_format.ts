@@ -53,7 +53,7 @@ function field(line: string, start: number, end: number): number | null {
  * Parses one row line (without its "\n"); undefined when it is not one (corrupt). `symbols`
  * interns symbol strings, so rows read back share them.
  */
-export function parseRow(line: string, symbols?: Map<string, string>): Row | undefined {
+function parseRow(line: string, symbols?: Map<string, string>): Row | undefined {
   const t: number[] = [];
   let at = line.indexOf("\t");
   while (at !== -1 && t.length < 8) {

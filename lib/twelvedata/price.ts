@@ -31,7 +31,7 @@ export const SYMBOL_RE = PRICE_LIMITS.symbol;
 const MS_THRESHOLD = 1e12;
 
 /** Converts a Twelve Data timestamp (seconds, or milliseconds when above 1e12) to epoch ms. */
-export function timestampToMs(timestamp: number): number {
+function timestampToMs(timestamp: number): number {
   return timestamp > MS_THRESHOLD ? Math.round(timestamp) : Math.round(timestamp * 1000);
 }
 
@@ -39,7 +39,7 @@ const optionalString = z.string().optional();
 const optionalAmount = z.number().nonnegative().optional();
 
 /** A `price` frame as Twelve Data sends it (snake_case kept). */
-export const PriceSchema = z.object({
+const PriceSchema = z.object({
   event: z.literal("price"),
   symbol: z.string().regex(PRICE_LIMITS.symbol),
   timestamp: z.number().positive(),

@@ -4,7 +4,7 @@ import { AuthError, TwelveDataError } from "./errors.ts";
 import { errorText } from "../text.ts";
 
 /** Bar sizes `/time_series` accepts. */
-export const INTERVALS = [
+const INTERVALS = [
   "1min",
   "5min",
   "15min",
@@ -145,7 +145,7 @@ export function formatDateTime(date: Date): string {
 }
 
 /** Reads Twelve Data's "YYYY-MM-DD[ HH:MM:SS]" as UTC epoch milliseconds (NaN if invalid). */
-export function parseDateTime(text: string): number {
+function parseDateTime(text: string): number {
   const iso = text.length === 10 ? `${text}T00:00:00Z` : `${text.replace(" ", "T")}Z`;
   return Date.parse(iso);
 }
