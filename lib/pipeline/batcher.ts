@@ -2,6 +2,7 @@ import { type Logger, silentLogger } from "../log.ts";
 import { type Batch, newBatch, type Row } from "./batch.ts";
 import type { Spool } from "./spool.ts";
 import { formatCount } from "../text.ts";
+import { systemTimers, type TimerId, type Timers } from "../timers.ts";
 
 /** Settings of `Batcher`; the defaults are explained in docs of `BATCHER_DEFAULTS`. */
 export interface BatcherOptions {
@@ -16,6 +17,8 @@ export interface BatcherOptions {
   /** Where rows go beyond `memoryCap`; without one they are dropped (counted, logged). */
   spool?: Spool | undefined;
   logger?: Logger;
+  /** The flush timer's (tests drive time with their own). */
+  timers?: Timers;
 }
 
 /**
@@ -61,7 +64,8 @@ export class Batcher {
   /** The memory batch `next` handed out, until `done` or `abandon`. */
   #inFlight: Batch | undefined;
   #held = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timers: Timers;
+  #timer: TimerId | undefined;
   #wake: (() => void) | undefined;
   #readyWaiters: (() => void)[] = [];
   #spooling = false;
@@ -77,6 +81,7 @@ export class Batcher {
     this.#memoryCap = options.memoryCap ?? BATCHER_DEFAULTS.memoryCap;
     this.#highWater = Math.min(options.highWater ?? BATCHER_DEFAULTS.highWater, this.#memoryCap);
     this.#logger = options.logger ?? silentLogger;
+    this.#timers = options.timers ?? systemTimers;
     if (!(this.#maxBatch >= 1) || !(this.#maxWaitMs >= 0) || !(this.#memoryCap >= 1)) {
       throw new RangeError("Cannot create a batcher: maxBatch and memoryCap must be at least 1");
     }
@@ -148,7 +153,7 @@ export class Batcher {
     if (this.#current.length >= this.#maxBatch) this.#release();
     else if (this.#current.length === 1) {
       this.#currentBornAt = performance.now();
-      this.#timer = setTimeout(this.#onTimer, this.#maxWaitMs);
+      this.#timer = this.#timers.setTimeout(this.#onTimer, this.#maxWaitMs);
     }
     return "queued";
   }
@@ -356,7 +361,7 @@ export class Batcher {
 
   #clearTimer(): void {
     if (this.#timer !== undefined) {
-      clearTimeout(this.#timer);
+      this.#timers.clearTimeout(this.#timer);
       this.#timer = undefined;
     }
   }
