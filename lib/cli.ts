@@ -17,9 +17,12 @@ const { parseEnv } = nodeUtil as unknown as {
 
 /**
  * The environment tickpipe reads: `.env` in the working directory when present,
- * then the process environment (which wins). Only the variables in `ENV_VARS`.
+ * then the process environment (`processEnv`, which wins). Only the variables in `ENV_VARS`.
  */
-export function readEnvironment(envFile = ".env"): RawEnv {
+export function readEnvironment(
+  envFile = ".env",
+  processEnv: { get(name: string): string | undefined } = Deno.env,
+): RawEnv {
   const env: RawEnv = {};
   let fileText: string | undefined;
   try {
@@ -33,7 +36,7 @@ export function readEnvironment(envFile = ".env"): RawEnv {
     ? {}
     : parseEnv(fileText);
   for (const name of ENV_VARS) {
-    const value = Deno.env.get(name) ?? fromFile[name];
+    const value = processEnv.get(name) ?? fromFile[name];
     if (value !== undefined) env[name] = value;
   }
   return env;

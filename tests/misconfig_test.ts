@@ -9,7 +9,7 @@ import postgres from "postgres";
 import { chooseMode, type ServerInfo } from "../lib/db/server_info.ts";
 import { connectionLost, migrate } from "../lib/db/migrations.ts";
 import { loadConfig } from "../lib/config.ts";
-import { createTestDatabase } from "./_support/db.ts";
+import { createTestDatabase, uniqueName } from "./_support/db.ts";
 import { permissionSet, runDeno } from "./_support/run.ts";
 import { TEST_KEY, withSimulator } from "./_support/sim.ts";
 import { UNCAUGHT_SECRET } from "./_support/uncaught_task.ts";
@@ -134,7 +134,7 @@ Deno.test("A key refused at the first connection ends ingest with one line, exit
 
 Deno.test("setup as a role without CREATE privilege says which grant is missing", async () => {
   const db = await createTestDatabase({ migrate: false });
-  const role = `tp_nocreate_${Deno.pid}`;
+  const role = uniqueName("tp_nocreate");
   const password = "NoCreate-Pass-4471";
   try {
     // A utility statement takes no parameters: the server quotes the role and the password.
@@ -352,7 +352,7 @@ Deno.test({
   ignore: !NOT_PRELOADED_URL,
   async fn() {
     const admin = postgres(NOT_PRELOADED_URL!, { max: 1, onnotice: () => {} });
-    const name = `t_unpreloaded_${Deno.pid}`;
+    const name = uniqueName("t_unpreloaded");
     await admin`CREATE DATABASE ${admin(name)}`;
     const url = new URL(NOT_PRELOADED_URL!);
     url.pathname = `/${name}`;
