@@ -7,7 +7,7 @@ import { type Logger, silentLogger } from "../log.ts";
 import { currencyName } from "../twelvedata/price.ts";
 import { AuthError, TwelveDataError } from "../twelvedata/errors.ts";
 import type { Bar, TwelveDataRest } from "../twelvedata/rest.ts";
-import { type Clock, systemClock } from "./clock.ts";
+import { type Clock, systemClock } from "../timers.ts";
 import type { CreditGate } from "./credits.ts";
 import type { FillChunk, FillPlan } from "./plan.ts";
 import { storeChunk } from "./store.ts";

@@ -5,7 +5,7 @@ import { type Logger, silentLogger } from "../log.ts";
 import { AuthError } from "../twelvedata/errors.ts";
 import { TwelveDataRest } from "../twelvedata/rest.ts";
 import { runBackfill } from "./backfill.ts";
-import { type Clock, systemClock } from "./clock.ts";
+import { type Clock, systemClock } from "../timers.ts";
 import { CreditGate, DailyLimitError } from "./credits.ts";
 import { planFill } from "./plan.ts";
 import { errorText } from "../text.ts";

@@ -1,6 +1,6 @@
 import type { ISql } from "postgres";
 import type { Gap } from "../gaps/log.ts";
-import { ceilMinute, floorMinute, MINUTE_MS } from "./clock.ts";
+import { ceilMinute, floorMinute, MINUTE_MS } from "./minutes.ts";
 import { formatCount } from "../text.ts";
 
 /**

@@ -1,5 +1,5 @@
 import type { BackfillProgress } from "./backfill.ts";
-import { type Clock, systemClock } from "./clock.ts";
+import { type Clock, systemClock } from "../timers.ts";
 import { formatCount } from "../text.ts";
 
 /** Settings of `ProgressReporter`. */

@@ -2,6 +2,7 @@ import type { Sql } from "postgres";
 import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { errorText } from "../text.ts";
+import { systemClock } from "../timers.ts";
 import { compareVersions, type SchemaMode } from "./server_info.ts";
 import ticksPortable from "../../sql/001_ticks.portable.sql" with { type: "text" };
 import ticksTimescale from "../../sql/001_ticks.timescaledb.sql" with { type: "text" };
@@ -162,8 +163,7 @@ export async function migrate(
   },
 ): Promise<MigrationResult> {
   const logger = options.logger ?? silentLogger;
-  const sleep = options.sleep ??
-    ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const sleep = options.sleep ?? systemClock.sleep;
   const migrations = [...(options.migrations ?? MIGRATIONS)].sort((a, b) => a.version - b.version);
   const reserved = await sql.reserve();
   // Once the connection is lost, nothing more may be sent on it (see `connectionLost`):

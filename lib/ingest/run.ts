@@ -1,6 +1,5 @@
 import type { Sql } from "postgres";
 import { BackgroundBackfiller } from "../backfill/background.ts";
-import type { Clock } from "../backfill/clock.ts";
 import { readCandleMode } from "../candles/query.ts";
 import { UserError } from "../errors.ts";
 import { GapRecorder } from "../gaps/recorder.ts";
@@ -11,6 +10,7 @@ import { type MetricsServer, serveMetrics } from "../metrics.ts";
 import { IngestPipeline, type PipelineOptions } from "../pipeline/pipeline.ts";
 import type { SeedRow } from "../pipeline/sequencer.ts";
 import { errorText } from "../text.ts";
+import type { Clock } from "../timers.ts";
 import {
   type ClientOptions,
   normalizeSymbols,
