@@ -1,41 +1,56 @@
+import * as nodeUtil from "node:util";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { type Config, ENV_VARS, isDebug, loadConfig, type RawEnv } from "./config.ts";
 import { UsageError, UserError } from "./errors.ts";
 import { onUncaught } from "./last_resort.ts";
 import { Logger } from "./log.ts";
 import { redact } from "./redact.ts";
+import { errorText } from "./text.ts";
+import { splitSymbols } from "./twelvedata/symbols.ts";
+import type { ZodSafeParseResult } from "zod";
+
+// node:util's parseEnv (the dotenv format, as `--env-file` reads it) is in Deno but not in
+// the @types/node 18 that Deno type-checks node: imports against.
+const { parseEnv } = nodeUtil as unknown as {
+  parseEnv(text: string): Record<string, string>;
+};
 
 /**
  * The environment tickpipe reads: `.env` in the working directory when present,
- * then the process environment (which wins). Only the variables in `ENV_VARS`.
+ * then the process environment (`processEnv`, which wins). Only the variables in `ENV_VARS`.
  */
-export function readEnvironment(envFile = ".env"): RawEnv {
+export function readEnvironment(
+  envFile = ".env",
+  processEnv: { get(name: string): string | undefined } = Deno.env,
+): RawEnv {
   const env: RawEnv = {};
   let fileText: string | undefined;
   try {
     fileText = Deno.readTextFileSync(envFile);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotCapable)) {
-      throw new UserError(`Cannot read ${envFile}: ${(error as Error).message}`);
+      throw new UserError(`Cannot read ${envFile}: ${errorText(error)}`);
     }
   }
-  const fromFile = fileText === undefined ? {} : parseDotenv(fileText);
+  const fromFile: Record<string, string | undefined> = fileText === undefined
+    ? {}
+    : parseEnv(fileText);
   for (const name of ENV_VARS) {
-    const value = Deno.env.get(name) ?? fromFile[name];
+    const value = processEnv.get(name) ?? fromFile[name];
     if (value !== undefined) env[name] = value;
   }
   return env;
 }
 
 /** Flags every task accepts, mapped onto their environment variables. */
-export const COMMON_FLAGS = {
+const COMMON_FLAGS = {
   "log-level": { type: "string" },
   "log-format": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsConfig["options"];
 
 /** `--help` was given: `runMain` prints the usage on stdout and exits 0. */
-export class HelpRequested extends UserError {
+class HelpRequested extends UserError {
   override name = "HelpRequested";
 
   constructor(usage: string) {
@@ -73,7 +88,7 @@ function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
       strict: true,
     });
   } catch (error) {
-    throw new UsageError(`${(error as Error).message}\n${usage}`);
+    throw new UsageError(`${errorText(error)}\n${usage}`);
   }
 }
 
@@ -100,6 +115,52 @@ export function numberFlag(
   return value;
 }
 
+/**
+ * Checks flag `values` against a zod `schema`: its output, or a `UsageError` with the first
+ * issue's message and the usage.
+ */
+export function parseOptions<T>(
+  schema: { safeParse(value: unknown): ZodSafeParseResult<T> },
+  values: unknown,
+  usage: string,
+): T {
+  const parsed = schema.safeParse(values);
+  if (!parsed.success) {
+    throw new UsageError(`${parsed.error.issues[0]?.message ?? "Invalid arguments"}\n${usage}`);
+  }
+  return parsed.data;
+}
+
+/** A stop request: `signal` aborts and `stopped` resolves on the first of them. */
+export interface StopSignal extends Disposable {
+  signal: AbortSignal;
+  stopped: Promise<void>;
+}
+
+/**
+ * Listens for SIGINT and SIGTERM (SIGINT alone on Windows) and, with `afterMs`, a deadline:
+ * the first one aborts `signal`. Dispose it (`using stop = stopSignal()`) to stop listening.
+ */
+export function stopSignal(options: { afterMs?: number | undefined } = {}): StopSignal {
+  const controller = new AbortController();
+  const { promise: stopped, resolve } = Promise.withResolvers<void>();
+  const stop = () => {
+    controller.abort();
+    resolve();
+  };
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  for (const name of signals) Deno.addSignalListener(name, stop);
+  const timer = options.afterMs === undefined ? undefined : setTimeout(stop, options.afterMs);
+  return {
+    signal: controller.signal,
+    stopped,
+    [Symbol.dispose]() {
+      clearTimeout(timer);
+      for (const name of signals) Deno.removeSignalListener(name, stop);
+    },
+  };
+}
+
 /** Loads the configuration from the environment, with the common flags applied on top. */
 export function configFromFlags(values: Record<string, unknown>, extra: RawEnv = {}): Config {
   const env = { ...readEnvironment(), ...extra };
@@ -120,7 +181,7 @@ export function loggerFor(config: Config): Logger {
  */
 export function symbolsFlag(text: string | undefined, usage: string): string[] | undefined {
   if (text === undefined) return undefined;
-  const symbols = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const symbols = splitSymbols(text);
   if (symbols.length === 0) {
     throw new UsageError(
       `--symbols needs at least one symbol, e.g. --symbols BTC/USD,ETH/USD\n${usage}`,
@@ -151,8 +212,7 @@ function stackOf(error: unknown): string {
 /** The line printed for `error`: a `UserError`'s own message, else `Error: message` on one line. */
 function errorLine(error: unknown): string {
   if (error instanceof UserError) return error.message;
-  const message = (error instanceof Error ? error.message : String(error))
-    .replace(/\s*\n\s*/g, " ");
+  const message = errorText(error).replace(/\s*\n\s*/g, " ");
   if (error instanceof TypeError && /postgres\/src\/connection\.js/.test(error.stack ?? "")) {
     // postgres.js 3.4.9 writing to a connection that has just closed (porsager/postgres#1208).
     return `Error: the connection to PostgreSQL closed during the task (postgres.js: ${message}); ` +
@@ -193,25 +253,4 @@ export async function runMain(body: () => Promise<number>): Promise<number> {
 function report(error: unknown): void {
   console.error(redact(errorLine(error)));
   if (debugEnabled()) console.error(redact(stackOf(error)));
-}
-
-/** Parses a .env file: KEY=value lines, optional `export`, quotes, # comments. */
-export function parseDotenv(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const raw of text.split(/\r?\n/)) {
-    const line = raw.trim();
-    if (!line || line.startsWith("#")) continue;
-    const match = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
-    if (!match) continue;
-    let value = match[2]!;
-    const quote = value[0];
-    if ((quote === '"' || quote === "'") && value.endsWith(quote) && value.length >= 2) {
-      value = value.slice(1, -1);
-      if (quote === '"') value = value.replaceAll("\\n", "\n");
-    } else {
-      value = value.replace(/\s+#.*$/, "");
-    }
-    out[match[1]!] = value;
-  }
-  return out;
 }

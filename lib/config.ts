@@ -3,14 +3,14 @@ import { UserError } from "./errors.ts";
 import { registerSecret } from "./redact.ts";
 
 /** TLS modes for the database connection (a subset of libpq's sslmode). */
-export const TLS_MODES = ["disable", "require", "verify-full"] as const;
+const TLS_MODES = ["disable", "require", "verify-full"] as const;
 /** One of `TLS_MODES`. */
 export type TlsMode = (typeof TLS_MODES)[number];
 
 /** Twelve Data's public hosts (overridable to point at the simulator). */
-export const DEFAULT_WS_URL = "wss://ws.twelvedata.com/v1/quotes/price";
+const DEFAULT_WS_URL = "wss://ws.twelvedata.com/v1/quotes/price";
 /** Twelve Data's REST host. */
-export const DEFAULT_API_URL = "https://api.twelvedata.com";
+const DEFAULT_API_URL = "https://api.twelvedata.com";
 
 /** Every environment variable tickpipe reads; flags map onto the same names. */
 export const ENV_VARS = [
@@ -151,7 +151,7 @@ function decodePart(text: string): string | undefined {
 }
 
 /** The one schema over environment and flags; its output is the typed `Config`. */
-export const ConfigSchema = z.object({
+const ConfigSchema = z.object({
   DATABASE_URL: z.string().trim().min(1).optional(),
   PGHOST: z.string().trim().min(1).optional(),
   PGPORT: port("PGPORT").optional(),

@@ -14,7 +14,7 @@ function escapeLabel(value: string): string {
 }
 
 /** Renders metrics in the Prometheus text exposition format (version 0.0.4). */
-export function renderPrometheus(metrics: Metric[]): string {
+function renderPrometheus(metrics: Metric[]): string {
   const lines: string[] = [];
   const described = new Set<string>();
   for (const m of metrics) {

@@ -1,5 +1,12 @@
 import { z } from "zod";
-import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
+import {
+  configFromFlags,
+  loggerFor,
+  parseFlags,
+  parseOptions,
+  runMain,
+  stopSignal,
+} from "../lib/cli.ts";
 import { UsageError, UserError } from "../lib/errors.ts";
 import { openDatabase } from "../lib/db/connection.ts";
 import { instantOption, readCandleMode } from "../lib/candles/mod.ts";
@@ -10,9 +17,11 @@ import { describePlan, planFill } from "../lib/backfill/plan.ts";
 import { ProgressReporter } from "../lib/backfill/progress.ts";
 import { checkGapSchema, listGaps } from "../lib/gaps/log.ts";
 import { findCrashedRuns, liveSymbols } from "../lib/gaps/runs.ts";
-import { clientOptionsFromConfig } from "../lib/twelvedata/client.ts";
+import { clientOptionsFromConfig, splitSymbols } from "../lib/twelvedata/mod.ts";
 import { AuthError } from "../lib/twelvedata/errors.ts";
 import { TwelveDataRest } from "../lib/twelvedata/rest.ts";
+import { formatCount } from "../lib/text.ts";
+import { errorText } from "../lib/text.ts";
 
 const USAGE =
   `Usage: tickpipe backfill --gaps [--symbols S1,S2] [--from TIME] [--to TIME] [--yes] [--dry-run]
@@ -46,7 +55,7 @@ const OptionsSchema = z.object({
   "dry-run": z.boolean().default(false),
 }).transform((o, ctx) => {
   const fail = (message: string) => ctx.addIssue({ code: "custom", message });
-  const symbols = (o.symbols ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const symbols = splitSymbols(o.symbols ?? "");
   if (o.symbols !== undefined && symbols.length === 0) fail("--symbols needs at least one symbol");
   let from = instantOption(ctx, "--from", o.from);
   const to = instantOption(ctx, "--to", o.to);
@@ -74,13 +83,14 @@ const OptionsSchema = z.object({
 const encoder = new TextEncoder();
 
 function summary(result: BackfillResult): string {
-  const n = (x: number) => x.toLocaleString("en-US");
   const parts = [
-    `${n(result.filled)} gap(s) filled`,
-    `${n(result.bars)} minute(s) from REST bars`,
-    `${n(result.requests)} request(s) = ${n(result.requests)} API credit(s)`,
+    `${formatCount(result.filled)} gap(s) filled`,
+    `${formatCount(result.bars)} minute(s) from REST bars`,
+    `${formatCount(result.requests)} request(s) = ${formatCount(result.requests)} API credit(s)`,
   ];
-  if (result.unfillable.length > 0) parts.push(`${n(result.unfillable.length)} unfillable`);
+  if (result.unfillable.length > 0) {
+    parts.push(`${formatCount(result.unfillable.length)} unfillable`);
+  }
   return parts.join(", ");
 }
 
@@ -101,19 +111,12 @@ export function run(args: string[]): Promise<number> {
       USAGE,
       { maxPositionals: 0 },
     );
-    const parsed = OptionsSchema.safeParse(values);
-    if (!parsed.success) {
-      throw new UsageError(`${parsed.error.issues[0]?.message ?? "Invalid arguments"}\n${USAGE}`);
-    }
-    const options = parsed.data;
+    const options = parseOptions(OptionsSchema, values, USAGE);
     const config = configFromFlags(values);
     const logger = loggerFor(config);
     const twelveData = clientOptionsFromConfig(config.twelveData);
     const db = await openDatabase(config, { logger, max: 2 });
-    const controller = new AbortController();
-    const stop = () => controller.abort();
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
+    using stop = stopSignal();
     try {
       await checkGapSchema(db.sql, "backfill");
       const mode = await readCandleMode(db.sql);
@@ -149,7 +152,7 @@ export function run(args: string[]): Promise<number> {
         } catch (error) {
           if (error instanceof AuthError) throw error;
           logger.debug("Cannot read the plan's limits (/api_usage)", {
-            error: (error as Error).message,
+            error: errorText(error),
           });
         }
       }
@@ -192,7 +195,7 @@ export function run(args: string[]): Promise<number> {
           gate,
           mode,
           logger,
-          signal: controller.signal,
+          signal: stop.signal,
           onProgress: (p) => progress.update(p),
         });
       } catch (error) {
@@ -215,8 +218,6 @@ export function run(args: string[]): Promise<number> {
       }
       return 0;
     } finally {
-      Deno.removeSignalListener("SIGINT", stop);
-      Deno.removeSignalListener("SIGTERM", stop);
       await db.close();
     }
   });

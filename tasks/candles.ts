@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
-import { UsageError, UserError } from "../lib/errors.ts";
+import { configFromFlags, loggerFor, parseFlags, parseOptions, runMain } from "../lib/cli.ts";
+import { UserError } from "../lib/errors.ts";
 import { openDatabase } from "../lib/db/connection.ts";
 import {
   bucketLabel,
@@ -76,15 +76,11 @@ export function run(args: string[]): Promise<number> {
       USAGE,
       { maxPositionals: 2 },
     );
-    const parsed = OptionsSchema.safeParse({
-      ...values,
-      symbol: positionals[0],
-      days: positionals[1],
-    });
-    if (!parsed.success) {
-      throw new UsageError(`${parsed.error.issues[0]?.message ?? "Invalid arguments"}\n${USAGE}`);
-    }
-    const options = parsed.data;
+    const options = parseOptions(
+      OptionsSchema,
+      { ...values, symbol: positionals[0], days: positionals[1] },
+      USAGE,
+    );
     const config = configFromFlags(values);
     const logger = loggerFor(config);
     const db = await openDatabase(config, { logger, max: 1 });

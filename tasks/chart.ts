@@ -1,4 +1,11 @@
-import { configFromFlags, loggerFor, numberFlag, parseFlags, runMain } from "../lib/cli.ts";
+import {
+  configFromFlags,
+  loggerFor,
+  numberFlag,
+  parseFlags,
+  runMain,
+  stopSignal,
+} from "../lib/cli.ts";
 import { describeDatabaseError, openPool } from "../lib/db/connection.ts";
 import { serveChart } from "../lib/chart/server.ts";
 
@@ -40,25 +47,13 @@ export function run(args: string[]): Promise<number> {
         logger,
       });
       console.log(`Chart on ${chart.url} (Ctrl-C to stop)`);
-      await untilSignal();
+      using stop = stopSignal();
+      await stop.stopped;
       await chart.close();
       return 0;
     } finally {
       await db.close();
     }
-  });
-}
-
-/** Resolves on the first SIGINT or SIGTERM. */
-function untilSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    const stop = () => {
-      Deno.removeSignalListener("SIGINT", stop);
-      Deno.removeSignalListener("SIGTERM", stop);
-      resolve();
-    };
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
   });
 }
 

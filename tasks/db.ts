@@ -1,7 +1,6 @@
-import { configFromFlags, parseFlags, runMain } from "../lib/cli.ts";
+import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { startEmbedded, stopEmbedded } from "../lib/db/embedded.ts";
-import { loggerFor } from "../lib/cli.ts";
 
 const USAGE = `Usage: tickpipe db <start|stop|psql>
 

@@ -4,13 +4,14 @@ import {
   numberFlag,
   parseFlags,
   runMain,
+  stopSignal,
   symbolsFlag,
 } from "../lib/cli.ts";
 import { openDatabase } from "../lib/db/connection.ts";
 import { migrate, recordedMode } from "../lib/db/migrations.ts";
 import { chooseMode, describeServer } from "../lib/db/server_info.ts";
 import { type CandleInterval, fetchCandles, formatCandles } from "../lib/candles/mod.ts";
-import { DEFAULT_SYMBOLS, runIngest, summaryLine } from "../lib/ingest.ts";
+import { DEFAULT_SYMBOLS, runIngest, summaryLine } from "../lib/ingest/mod.ts";
 import { startSimulator } from "../lib/simulator/mod.ts";
 import { type ChartServer, serveChart } from "../lib/chart/server.ts";
 
@@ -84,27 +85,20 @@ export function run(args: string[]): Promise<number> {
             `(open it: ${symbol} minute candles form live; Ctrl-C stops)`,
         );
       }
-      const controller = new AbortController();
-      const timer = durationS === undefined
-        ? undefined
-        : setTimeout(() => controller.abort(), durationS * 1000);
-      const stop = () => controller.abort();
-      Deno.addSignalListener("SIGINT", stop);
-      Deno.addSignalListener("SIGTERM", stop);
       let summary;
       try {
+        using stop = stopSignal({
+          afterMs: durationS === undefined ? undefined : durationS * 1000,
+        });
         summary = await runIngest(db.sql, {
           twelveData: { apiKey: "demo", wsUrl: simulator.wsUrl, apiUrl: simulator.apiUrl },
           symbols,
           dataDir: config.dataDir,
-          signal: controller.signal,
+          signal: stop.signal,
           logger,
           summaryEveryMs: 5_000,
         });
       } finally {
-        clearTimeout(timer);
-        Deno.removeSignalListener("SIGINT", stop);
-        Deno.removeSignalListener("SIGTERM", stop);
         await chart?.close();
         chart = undefined;
       }

@@ -1,6 +1,5 @@
 import { z } from "zod";
-import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
-import { UsageError } from "../lib/errors.ts";
+import { configFromFlags, loggerFor, parseFlags, parseOptions, runMain } from "../lib/cli.ts";
 import { openDatabase } from "../lib/db/connection.ts";
 import { instantOption } from "../lib/candles/time.ts";
 import { formatGaps, GAP_FORMATS } from "../lib/gaps/format.ts";
@@ -50,11 +49,7 @@ export function run(args: string[]): Promise<number> {
       USAGE,
       { maxPositionals: 0 },
     );
-    const parsed = OptionsSchema.safeParse(values);
-    if (!parsed.success) {
-      throw new UsageError(`${parsed.error.issues[0]?.message ?? "Invalid arguments"}\n${USAGE}`);
-    }
-    const options = parsed.data;
+    const options = parseOptions(OptionsSchema, values, USAGE);
     const config = configFromFlags(values);
     const logger = loggerFor(config);
     const db = await openDatabase(config, { logger, max: 1 });

@@ -4,10 +4,11 @@ import {
   numberFlag,
   parseFlags,
   runMain,
+  stopSignal,
   symbolsFlag,
 } from "../lib/cli.ts";
 import { connect, openDatabase } from "../lib/db/connection.ts";
-import { checkSchema, DEFAULT_SYMBOLS, runIngest } from "../lib/ingest.ts";
+import { checkSchema, DEFAULT_SYMBOLS, runIngest } from "../lib/ingest/mod.ts";
 import { clientOptionsFromConfig } from "../lib/twelvedata/mod.ts";
 
 const USAGE = `Usage: tickpipe ingest [--symbols BTC/USD,ETH/USD,MSFT,AAPL] [--metrics-port 9464]
@@ -65,17 +66,14 @@ export function run(args: string[]): Promise<number> {
     const logger = loggerFor(config);
     const twelveData = clientOptionsFromConfig(config.twelveData);
     const db = await openDatabase(config, { logger });
-    const controller = new AbortController();
-    const stop = () => controller.abort();
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
+    using stop = stopSignal();
     try {
       await checkSchema(db.sql);
       await runIngest(db.sql, {
         twelveData,
         symbols,
         dataDir: config.dataDir,
-        signal: controller.signal,
+        signal: stop.signal,
         logger,
         metricsPort,
         pipeline: {
@@ -101,8 +99,6 @@ export function run(args: string[]): Promise<number> {
       });
       return 0;
     } finally {
-      Deno.removeSignalListener("SIGINT", stop);
-      Deno.removeSignalListener("SIGTERM", stop);
       await db.close();
     }
   });

@@ -10,6 +10,7 @@ import {
   quarantineSummary,
   replayQuarantine,
 } from "../lib/pipeline/quarantine_admin.ts";
+import { formatCount } from "../lib/text.ts";
 
 const USAGE = `Usage: tickpipe quarantine [list|replay|discard] [--reason R] [--symbol S]
                           [--limit 20] [--yes]
@@ -25,8 +26,6 @@ are set aside one by one in tickpipe_quarantine while the rest of their batch is
 Rows kept in files when even the table refused them (<data dir>/spool/quarantine/), and
 batches set aside whole by earlier versions (<data dir>/spool/failed/), are moved into the
 table first.`;
-
-const fmt = (n: number) => n.toLocaleString("en-US");
 
 function iso(date: Date): string {
   return date.toISOString().slice(0, 19).replace("T", " ");
@@ -66,14 +65,18 @@ export function run(args: string[]): Promise<number> {
       const imported = await importQuarantineFiles(db.sql, join(config.dataDir, "spool"));
       if (imported.files > 0) {
         console.log(
-          `Moved ${fmt(imported.rows)} rows from ${imported.files} file(s) into the quarantine`,
+          `Moved ${
+            formatCount(imported.rows)
+          } rows from ${imported.files} file(s) into the quarantine`,
         );
       }
       if (command === "replay") {
         const r = await replayQuarantine(db.sql, filter);
         console.log(
-          `Replayed: ${fmt(r.stored)} rows stored, ${fmt(r.alreadyStored)} already stored, ` +
-            `${fmt(r.refused)} refused again (still quarantined)`,
+          `Replayed: ${formatCount(r.stored)} rows stored, ${
+            formatCount(r.alreadyStored)
+          } already stored, ` +
+            `${formatCount(r.refused)} refused again (still quarantined)`,
         );
         return 0;
       }
@@ -81,15 +84,15 @@ export function run(args: string[]): Promise<number> {
       const total = groups.reduce((n, g) => n + g.rows, 0);
       if (command === "discard") {
         if (!values.yes) {
-          throw new UsageError(`discard deletes ${fmt(total)} rows for good: add --yes`);
+          throw new UsageError(`discard deletes ${formatCount(total)} rows for good: add --yes`);
         }
-        console.log(`Discarded ${fmt(await discardQuarantine(db.sql, filter))} rows`);
+        console.log(`Discarded ${formatCount(await discardQuarantine(db.sql, filter))} rows`);
         return 0;
       }
-      console.log(`${fmt(total)} quarantined rows`);
+      console.log(`${formatCount(total)} quarantined rows`);
       for (const g of groups) {
         console.log(
-          `  ${fmt(g.rows).padStart(9)}  ${g.symbol.padEnd(12)} ${g.reason}  ` +
+          `  ${formatCount(g.rows).padStart(9)}  ${g.symbol.padEnd(12)} ${g.reason}  ` +
             `(${iso(g.first)} .. ${iso(g.last)} UTC): ${g.message}`,
         );
       }

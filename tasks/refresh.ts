@@ -1,6 +1,5 @@
 import { z } from "zod";
-import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
-import { UsageError } from "../lib/errors.ts";
+import { configFromFlags, loggerFor, parseFlags, parseOptions, runMain } from "../lib/cli.ts";
 import { openDatabase } from "../lib/db/connection.ts";
 import { instantOption, readCandleMode, refreshCandles } from "../lib/candles/mod.ts";
 
@@ -34,10 +33,7 @@ export function run(args: string[]): Promise<number> {
       USAGE,
       { maxPositionals: 0 },
     );
-    const parsed = WindowSchema.safeParse(values);
-    if (!parsed.success) {
-      throw new UsageError(`${parsed.error.issues[0]?.message ?? "Invalid arguments"}\n${USAGE}`);
-    }
+    const window = parseOptions(WindowSchema, values, USAGE);
     const config = configFromFlags(values);
     const logger = loggerFor(config);
     const db = await openDatabase(config, { logger, max: 1 });
@@ -49,7 +45,6 @@ export function run(args: string[]): Promise<number> {
         );
         return 0;
       }
-      const window = parsed.data;
       const refreshed = await refreshCandles(db.sql, window, { logger });
       console.log(
         `Refreshed ${refreshed.join(", ")} from ${window.from?.toISOString() ?? "the start"} to ${

@@ -1,7 +1,8 @@
-import { numberFlag, parseFlags, runMain } from "../lib/cli.ts";
+import { numberFlag, parseFlags, runMain, stopSignal } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { type LogFormat, Logger, type LogLevel } from "../lib/log.ts";
 import { type SimulatorOptions, startSimulator } from "../lib/simulator/mod.ts";
+import { splitSymbols } from "../lib/twelvedata/symbols.ts";
 
 const USAGE = `Usage: deno task simulate [--port 8765] [--api-key demo] [--rate 20|max] [--seed 1]
                          [--symbols BTC/USD,AAPL,...|N] [--drop-every SEC] [--stall-every SEC]
@@ -84,7 +85,7 @@ export function run(args: string[]): Promise<number> {
     if (maxTicks !== undefined) options.maxTicks = maxTicks;
     if (values.symbols !== undefined) {
       if (/^\d+$/.test(values.symbols)) options.generatedSymbols = Number(values.symbols);
-      else options.symbols = values.symbols.split(",").map((s) => s.trim()).filter((s) => s !== "");
+      else options.symbols = splitSymbols(values.symbols);
     }
     const dropEvery = numberFlag("drop-every", values["drop-every"], USAGE, { min: 0.1 });
     const stallEvery = numberFlag("stall-every", values["stall-every"], USAGE, { min: 0.1 });
@@ -125,12 +126,10 @@ export function run(args: string[]): Promise<number> {
       previous = stats.price_events_sent;
     }, 10_000));
 
-    let stop!: () => void;
-    const stopped = new Promise<void>((resolve) => stop = resolve);
-    const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
-    for (const signal of signals) Deno.addSignalListener(signal, stop);
-    await stopped;
-    for (const signal of signals) Deno.removeSignalListener(signal, stop);
+    {
+      using stop = stopSignal();
+      await stop.stopped;
+    }
     for (const timer of timers) clearInterval(timer);
     await sim.close();
     logger.info("Simulator stopped", { price_events_sent: sim.stats().price_events_sent });

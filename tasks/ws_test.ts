@@ -1,4 +1,11 @@
-import { configFromFlags, loggerFor, parseFlags, runMain, symbolsFlag } from "../lib/cli.ts";
+import {
+  configFromFlags,
+  loggerFor,
+  parseFlags,
+  runMain,
+  stopSignal,
+  symbolsFlag,
+} from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import {
   clientOptionsFromConfig,
@@ -133,11 +140,7 @@ export function run(args: string[]): Promise<number> {
       onEvent: (event) => out.push(formatEvent(event)),
     });
 
-    let stop!: () => void;
-    const stopped = new Promise<void>((resolve) => stop = resolve);
-    const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
-    for (const signal of signals) Deno.addSignalListener(signal, stop);
-    const durationTimer = durationMs === undefined ? undefined : setTimeout(stop, durationMs);
+    using stop = stopSignal({ afterMs: durationMs });
     let previousTicks = 0;
     let previousAt = Date.now();
     const countsTimer = setInterval(() => {
@@ -150,10 +153,8 @@ export function run(args: string[]): Promise<number> {
     try {
       client.subscribe(symbols);
       client.start().catch(() => {}); // a fatal error surfaces through `closed`
-      await Promise.race([stopped, client.closed]);
+      await Promise.race([stop.stopped, client.closed]);
     } finally {
-      for (const signal of signals) Deno.removeSignalListener(signal, stop);
-      clearTimeout(durationTimer);
       clearInterval(countsTimer);
       await client.close();
       out.push(formatCounts(client.stats(), previousTicks, (Date.now() - previousAt) / 1000));

@@ -25,11 +25,10 @@ import {
   startIngest,
   tickRows,
   type TruthBar,
-  until,
   yesterdayMidnight,
 } from "./_support/gaps.ts";
 import { permissionSet, runDeno } from "./_support/run.ts";
-import { TEST_KEY, withSimulator } from "./_support/sim.ts";
+import { TEST_KEY, waitFor, withSimulator } from "./_support/sim.ts";
 import { databaseUrl } from "./_support/url.ts";
 
 const SYMBOLS = ["BTC/USD", "AAPL"];
@@ -53,7 +52,7 @@ async function streamWithDisconnect(db: TestDatabase, sim: SimulatorHandle) {
   await sim.drop();
   // Nobody is connected now: these three minutes are made but not sent.
   sim.advance(3 * MINUTE);
-  await until(() => sim.stats().subscriptions === SYMBOLS.length, "the resubscription");
+  await waitFor(() => sim.stats().subscriptions === SYMBOLS.length, "the resubscription");
   advanceSeconds(sim, 120);
   await allStored(db.sql, sim);
 }
@@ -114,7 +113,7 @@ Deno.test("A disconnect is recorded as a gap; backfill --gaps fills it and the c
       const ingest = await startIngest(db.sql, sim, SYMBOLS);
       try {
         await streamWithDisconnect(db, sim);
-        await until(
+        await waitFor(
           async () => (await listGaps(db.sql)).filter((g) => g.end !== null).length === 2,
           "both gaps closed",
         );

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { Batcher } from "../lib/pipeline/batcher.ts";
 import { Spool } from "../lib/pipeline/spool.ts";
+import type { Batch } from "../lib/pipeline/batch.ts";
+import { ManualTimers } from "./_support/manual_timers.ts";
 import { makeRows } from "./_support/ticks.ts";
+
+/** Lets every promise that can settle now do so (one macrotask turn). */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
 
 async function tempDir(): Promise<string> {
   return await Deno.makeTempDir({ prefix: "tickpipe-batcher-" });
@@ -20,13 +27,20 @@ Deno.test("Batcher releases a batch as soon as it reaches maxBatch rows", async 
 });
 
 Deno.test("Batcher releases a partial batch when its oldest row has waited maxWaitMs", async () => {
-  const batcher = new Batcher({ maxBatch: 1000, maxWaitMs: 50 });
-  const t0 = performance.now();
-  for (const row of makeRows(2)) batcher.push(row);
-  const batch = await batcher.next();
-  const waited = performance.now() - t0;
-  assert.equal(batch!.rows.length, 2);
-  assert.ok(waited >= 45 && waited < 1000, `waited ${waited} ms`);
+  const timers = new ManualTimers();
+  const batcher = new Batcher({ maxBatch: 1000, maxWaitMs: 50, timers });
+  const [first, second] = makeRows(2);
+  batcher.push(first!);
+  timers.advance(30);
+  batcher.push(second!); // the age that counts is the oldest row's
+  let batch: Batch | undefined;
+  const next = batcher.next().then((b) => batch = b);
+  timers.advance(19);
+  await settle();
+  assert.equal(batch, undefined, "released before maxWaitMs");
+  timers.advance(1);
+  await next;
+  assert.deepEqual(batch!.rows, [first, second]);
   batcher.close();
   assert.equal(await batcher.next(), undefined);
 });
@@ -52,7 +66,7 @@ Deno.test("Batcher signals backpressure at highWater and ready() resolves when r
   assert.equal(batcher.full, true);
   let ready = false;
   const waiting = batcher.ready().then(() => (ready = true));
-  await new Promise((r) => setTimeout(r, 10));
+  await settle();
   assert.equal(ready, false);
   const batch = await batcher.next();
   await batcher.done(batch!);

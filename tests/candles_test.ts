@@ -11,8 +11,8 @@ import {
   fetchCandles,
   refreshCandles,
 } from "../lib/candles/mod.ts";
-import { run as candlesTask } from "../tasks/candles.ts";
-import { run as refreshTask } from "../tasks/refresh.ts";
+import { permissionSet, runDeno } from "./_support/run.ts";
+import { databaseUrl } from "./_support/url.ts";
 
 // ---------------------------------------------------------------------------------------
 // The fixture: a known set of ticks, and candles computed from it independently.
@@ -322,31 +322,17 @@ Deno.test("Candles at every interval match an independent computation from the t
 });
 
 /** Runs a task in-process with DATABASE_URL pointing at `db`, capturing what it prints. */
+/** Runs `script` as its task runs (own process, the task's permissions) against `db`. */
 async function runTask(
   db: TestDatabase,
-  task: (args: string[]) => Promise<number>,
+  script: string,
   args: string[],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const c = db.config;
-  const url = `postgres://${encodeURIComponent(c.user)}:${
-    encodeURIComponent(c.password ?? "")
-  }@${c.host}:${c.port}/${c.database}?sslmode=disable`;
-  const previous = Deno.env.get("DATABASE_URL");
-  const out: string[] = [];
-  const err: string[] = [];
-  const { log, error } = console;
-  Deno.env.set("DATABASE_URL", url);
-  console.log = (...parts: unknown[]) => out.push(parts.join(" "));
-  console.error = (...parts: unknown[]) => err.push(parts.join(" "));
-  try {
-    const code = await task(args);
-    return { code, stdout: out.join("\n"), stderr: err.join("\n") };
-  } finally {
-    console.log = log;
-    console.error = error;
-    if (previous === undefined) Deno.env.delete("DATABASE_URL");
-    else Deno.env.set("DATABASE_URL", previous);
-  }
+  const result = await runDeno(script, args, {
+    permissions: permissionSet("db"),
+    env: { DATABASE_URL: databaseUrl(db.config) },
+  });
+  return { ...result, stdout: result.stdout.trimEnd(), stderr: result.stderr.trimEnd() };
 }
 
 Deno.test("The candles task prints tables, CSV and JSON, and explains empty results", async (t) => {
@@ -357,7 +343,7 @@ Deno.test("The candles task prints tables, CSV and JSON, and explains empty resu
     const daily = expectedCandles(ticks, BUCKETS["1d"]).filter((e) => e.symbol === "BTC/USD");
 
     await t.step("table: the last 14 days of daily candles, aligned", async () => {
-      const r = await runTask(db, candlesTask, ["BTC/USD", "14"]);
+      const r = await runTask(db, "tasks/candles.ts", ["BTC/USD", "14"]);
       assert.equal(r.code, 0, r.stderr);
       const lines = r.stdout.split("\n");
       assert.match(
@@ -378,7 +364,7 @@ Deno.test("The candles task prints tables, CSV and JSON, and explains empty resu
     });
 
     await t.step("csv: every field of every daily candle", async () => {
-      const r = await runTask(db, candlesTask, ["BTC/USD", "--format", "csv"]);
+      const r = await runTask(db, "tasks/candles.ts", ["BTC/USD", "--format", "csv"]);
       assert.equal(r.code, 0, r.stderr);
       const [header, ...lines] = r.stdout.split("\n");
       assert.equal(
@@ -407,7 +393,7 @@ Deno.test("The candles task prints tables, CSV and JSON, and explains empty resu
     await t.step("json: minute candles over an explicit range, forex without volume", async () => {
       const from = new Date(f.midnight - HOUR).toISOString();
       const to = new Date(f.midnight + HOUR).toISOString();
-      const r = await runTask(db, candlesTask, [
+      const r = await runTask(db, "tasks/candles.ts", [
         "EUR/USD",
         "--interval",
         "1m",
@@ -430,7 +416,7 @@ Deno.test("The candles task prints tables, CSV and JSON, and explains empty resu
 
     await t.step("--tz America/New_York cuts days at New York midnight", async () => {
       const zone = "America/New_York";
-      const r = await runTask(db, candlesTask, [
+      const r = await runTask(db, "tasks/candles.ts", [
         "BTC/USD",
         "--tz",
         zone,
@@ -449,20 +435,20 @@ Deno.test("The candles task prints tables, CSV and JSON, and explains empty resu
         expected.map((e) => e.ticks),
         daily.map((e) => e.ticks),
       );
-      const table = await runTask(db, candlesTask, ["BTC/USD", "--tz", zone]);
+      const table = await runTask(db, "tasks/candles.ts", ["BTC/USD", "--tz", zone]);
       assert.equal(table.code, 0, table.stderr);
       assert.match(table.stdout, /^bucket \(America\/New_York\)/);
     });
 
     await t.step("an unknown symbol or an empty range is one clear line, exit 1", async () => {
-      const unknown = await runTask(db, candlesTask, ["NOPE/USD"]);
+      const unknown = await runTask(db, "tasks/candles.ts", ["NOPE/USD"]);
       assert.equal(unknown.code, 1);
       assert.equal(unknown.stdout, "");
       assert.equal(
         unknown.stderr,
         'Unknown symbol "NOPE/USD": it has no ticks and is not in crypto_assets',
       );
-      const empty = await runTask(db, candlesTask, [
+      const empty = await runTask(db, "tasks/candles.ts", [
         "BTC/USD",
         "--from",
         "2001-01-01",
@@ -475,7 +461,7 @@ Deno.test("The candles task prints tables, CSV and JSON, and explains empty resu
         'No 1d candles for "BTC/USD" from 2001-01-01 00:00 to 2001-02-01 00:00 UTC',
       );
       // Listed in crypto_assets but without ticks: known, just empty.
-      const listed = await runTask(db, candlesTask, ["SOL/USD"]);
+      const listed = await runTask(db, "tasks/candles.ts", ["SOL/USD"]);
       assert.equal(listed.code, 1);
       assert.match(listed.stderr, /^No 1d candles for "SOL\/USD"/);
     });
@@ -497,7 +483,7 @@ Deno.test("The candles task prints tables, CSV and JSON, and explains empty resu
           ["BTC/USD", "14", "extra"],
         ]
       ) {
-        const r = await runTask(db, candlesTask, args);
+        const r = await runTask(db, "tasks/candles.ts", args);
         assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
         assert.match(r.stderr, /Usage: tickpipe candles/, args.join(" "));
       }
@@ -627,14 +613,14 @@ Deno.test("The refresh task refreshes 1m, 1h, 1d in TimescaleDB mode and is a no
   const db = await createTestDatabase();
   try {
     await seed(db);
-    const r = await runTask(db, refreshTask, ["--from", "2020-01-01", "--to", "2100-01-01"]);
+    const r = await runTask(db, "tasks/refresh.ts", ["--from", "2020-01-01", "--to", "2100-01-01"]);
     assert.equal(r.code, 0, r.stderr);
     if (db.mode === "portable") {
       assert.match(r.stdout, /^Nothing to refresh: in portable mode the candles are views/);
     } else {
       assert.match(r.stdout, /^Refreshed one_minute_candle, one_hour_candle, one_day_candle/);
     }
-    const bad = await runTask(db, refreshTask, ["--from", "soon"]);
+    const bad = await runTask(db, "tasks/refresh.ts", ["--from", "soon"]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /Usage: tickpipe refresh/);
   } finally {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ENV_VARS, loadConfig } from "../lib/config.ts";
-import { parseDotenv } from "../lib/cli.ts";
+import { readEnvironment } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
 import { redact } from "../lib/redact.ts";
 
@@ -114,16 +114,24 @@ Deno.test("Secrets from the configuration are redacted wherever they appear", ()
   assert.equal(redact("postgres://u:other@h/d"), "postgres://u:***@h/d");
 });
 
-Deno.test(".env files are parsed like dotenv", () => {
-  assert.deepEqual(
-    parseDotenv("# comment\nA=1\nexport B='two words'\nC=\"x\"\nD=plain # trailing\n\nbad line\n"),
-    {
-      A: "1",
-      B: "two words",
-      C: "x",
-      D: "plain",
-    },
-  );
+Deno.test(".env supplies the variables tickpipe reads; the environment wins", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tickpipe-env-" });
+  const file = `${dir}/.env`;
+  try {
+    await Deno.writeTextFile(
+      file,
+      "# comment\nexport TICKPIPE_DATA_DIR='/tmp/two words'\nTICKPIPE_LOG_LEVEL=\"debug\"\n" +
+        "TICKPIPE_LOG_FORMAT=text # trailing\nNOT_OURS=1\n\nbad line\n",
+    );
+    const processEnv = new Map([["TICKPIPE_LOG_FORMAT", "json"], ["NOT_OURS_EITHER", "x"]]);
+    assert.deepEqual(readEnvironment(file, processEnv), {
+      TICKPIPE_DATA_DIR: "/tmp/two words",
+      TICKPIPE_LOG_LEVEL: "debug",
+      TICKPIPE_LOG_FORMAT: "json",
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("deno.json's permission sets grant exactly the variables the configuration reads", () => {

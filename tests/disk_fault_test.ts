@@ -10,12 +10,12 @@ import { connect } from "../lib/db/connection.ts";
 import { IngestPipeline } from "../lib/pipeline/pipeline.ts";
 import { createTestDatabase } from "./_support/db.ts";
 import { assertInsertedInOrder, countAndDuplicates } from "./_support/rows.ts";
-import { IngestProcess, until } from "./_support/ingest_process.ts";
+import { IngestProcess } from "./_support/ingest_process.ts";
 import { startProxy } from "./_support/proxy.ts";
 import { startIngest } from "./_support/ingest.ts";
-import { captureLogger, withSimulator } from "./_support/sim.ts";
+import { captureLogger, waitFor, withSimulator } from "./_support/sim.ts";
 import { bypassesPermissions, mountTmpfs } from "./_support/small_fs.ts";
-import { makeTicks } from "./_support/ticks.ts";
+import { priceEvents } from "./_support/ticks.ts";
 import { databaseUrl } from "./_support/url.ts";
 
 Deno.test("A full spool during an outage: memory keeps what fits, the rest is counted dropped, writing resumes", async () => {
@@ -48,11 +48,11 @@ Deno.test("A full spool during an outage: memory keeps what fits, the rest is co
         pipeline: { maxBatch: 500, memoryCap: 3000, beforeSpoolWrite },
       });
       const last = () => ingest.last()?.pipeline;
-      await until(() => (last()?.written ?? 0) > 1000, "the first rows");
+      await waitFor(() => (last()?.written ?? 0) > 1000, "the first rows");
       proxy.cut();
-      await until(() => (last()?.spooled ?? 0) > 1000, "spooling");
+      await waitFor(() => (last()?.spooled ?? 0) > 1000, "spooling");
       full = true;
-      await until(() => (last()?.dropped ?? 0) > 1000, "ticks dropped");
+      await waitFor(() => (last()?.dropped ?? 0) > 1000, "ticks dropped");
       const health = await fetch(`${ingest.metricsUrl()}/healthz`);
       assert.equal(health.status, 503);
       assert.match(await health.text(), /^spool unwritable for \d+ s \(No space left on device/);
@@ -65,7 +65,7 @@ Deno.test("A full spool during an outage: memory keeps what fits, the rest is co
       proxy.restore();
       full = false;
       const at = last()!.written;
-      await until(
+      await waitFor(
         () => last()!.failingSince === undefined && last()!.written > at + 5000,
         "writing resumed",
       );
@@ -114,7 +114,7 @@ Deno.test("An unwritable spool is said in one line at start; an outage then drop
     await t.step("the pipeline runs memory-only and says why", async () => {
       const { logger, lines } = captureLogger();
       const pipeline = await IngestPipeline.open(db.sql, { dataDir: ro.dir, logger });
-      for (const tick of makeTicks(100)) pipeline.push(tick);
+      for (const event of priceEvents(100)) pipeline.pushPrice(event);
       await pipeline.flush();
       const stats = pipeline.stats();
       await pipeline.close();
@@ -136,13 +136,13 @@ Deno.test("An unwritable spool is said in one line at start; an outage then drop
             dataDir: ro.dir,
             symbols: ["BTC/USD", "ETH/USD"],
           });
-          await until(async () => (await p.metric("rows_written_total")) > 1000, "writing");
+          await waitFor(async () => (await p.metric("rows_written_total")) > 1000, "writing");
           const health = await p.health();
           assert.equal(health?.status, 503);
           assert.match(health!.body, /^spool unwritable/);
           proxy.cut();
           // 50,000 ticks fit in memory: at 3,000 a second, drops start after ~17 s. Stop first.
-          await until(async () => (await p.metric("ticks_pending_memory")) > 3000, "held");
+          await waitFor(async () => (await p.metric("ticks_pending_memory")) > 3000, "held");
           p.kill("SIGTERM");
           assert.equal(await p.exited(), 0, p.lines.join("\n"));
           const stop = p.messages().find((m) => m.startsWith("Stopped: "));

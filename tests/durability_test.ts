@@ -7,9 +7,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Sql } from "postgres";
 import { createTestDatabase } from "./_support/db.ts";
-import { IngestProcess, until } from "./_support/ingest_process.ts";
+import { IngestProcess } from "./_support/ingest_process.ts";
 import { startProxy } from "./_support/proxy.ts";
-import { withSimulator } from "./_support/sim.ts";
+import { waitFor, withSimulator } from "./_support/sim.ts";
 import { databaseUrl } from "./_support/url.ts";
 import { assertInsertedInOrder, duplicates, rowsBySymbol } from "./_support/rows.ts";
 
@@ -38,10 +38,10 @@ Deno.test("kill -9 during a database outage loses nothing spooled; the restart d
     await withSimulator({ rate: 3000, symbols, maxTicks: total }, async (sim) => {
       const url = databaseUrl({ ...db.config, host: "127.0.0.1", port: proxy.port });
       const first = new IngestProcess({ databaseUrl: url, sim, dataDir, symbols });
-      await until(async () => (await stored(db.sql)) > 500, "the first rows");
+      await waitFor(async () => (await stored(db.sql)) > 500, "the first rows");
       proxy.cut();
       // Every tick sent has been received, and is in the spool's files, not in memory.
-      await until(async () => {
+      await waitFor(async () => {
         const m = await first.metrics();
         return sim.stats().price_events_sent === total && m?.ws_ticks_total === total &&
           m.ticks_pending_memory === 0 && m.ticks_spool_buffered === 0 &&
@@ -57,7 +57,7 @@ Deno.test("kill -9 during a database outage loses nothing spooled; the restart d
 
       proxy.restore();
       const second = new IngestProcess({ databaseUrl: url, sim, dataDir, symbols });
-      await until(async () => (await stored(db.sql)) >= total, "the spool drained");
+      await waitFor(async () => (await stored(db.sql)) >= total, "the spool drained");
       second.kill("SIGTERM");
       assert.equal(await second.exited(), 0, second.lines.join("\n"));
       const log = second.messages();
@@ -92,12 +92,12 @@ Deno.test("Two processes on one data directory spool apart; a stopped one's spoo
       const url = databaseUrl({ ...db.config, host: "127.0.0.1", port: proxy.port });
       const a = new IngestProcess({ databaseUrl: url, sim, dataDir, symbols: mine });
       // Slot 0 is a's: b, started once a holds it, takes slot 1.
-      await until(async () => (await a.metrics()) !== undefined, "a serving metrics");
+      await waitFor(async () => (await a.metrics()) !== undefined, "a serving metrics");
       const b = new IngestProcess({ databaseUrl: url, sim, dataDir, symbols: theirs });
-      await until(async () => (await b.metric("rows_written_total")) > 0, "b writing");
+      await waitFor(async () => (await b.metric("rows_written_total")) > 0, "b writing");
       proxy.cut();
       const slots = [join(dataDir, "spool", "0"), join(dataDir, "spool", "1")];
-      await until(
+      await waitFor(
         async () =>
           (await a.metric("ticks_spooled")) > 500 && (await b.metric("ticks_spooled")) > 500,
         "both spooling",
@@ -112,11 +112,12 @@ Deno.test("Two processes on one data directory spool apart; a stopped one's spoo
       assert.ok(segments(slots[0]!).length > 0);
 
       proxy.restore();
-      // The next start takes the free slot 0 and drains what a left there first; b goes on.
+      // The next start takes the free slot 0 and drains what a left there first, before it
+      // even holds a's leases (the lease tests cover the takeover); b goes on.
       const c = new IngestProcess({ databaseUrl: url, sim, dataDir, symbols: mine });
-      await until(() => segments(slots[0]!).length === 0, "a's spool drained");
-      await until(async () => (await b.metric("ticks_spooled")) === 0, "b's spool drained");
-      await until(async () => (await c.metric("rows_written_total")) > 1000, "c writing");
+      await waitFor(() => segments(slots[0]!).length === 0, "a's spool drained");
+      await waitFor(async () => (await c.metric("rows_written_total")) > 0, "c wrote a's spool");
+      await waitFor(async () => (await b.metric("ticks_spooled")) === 0, "b's spool drained");
       c.kill("SIGTERM");
       b.kill("SIGTERM");
       assert.equal(await c.exited(), 0, c.lines.join("\n"));

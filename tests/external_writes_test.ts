@@ -9,6 +9,7 @@ import { newBatch } from "../lib/pipeline/batch.ts";
 import { TickSequencer } from "../lib/pipeline/sequencer.ts";
 import { TickWriter } from "../lib/pipeline/writer.ts";
 import { createTestDatabase } from "./_support/db.ts";
+import { parsePriceFrame } from "./_support/ticks.ts";
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -36,15 +37,18 @@ Deno.test("The tutorial's INSERTs work next to tickpipe's rows and land in the c
     await t.step("tickpipe's own rows (seq and volume assigned by the pipeline)", async () => {
       const sequencer = new TickSequencer();
       const tick = (symbol: string, seconds: number, price: number, dayVolume: number) =>
-        sequencer.assign({
-          symbol,
-          timeMs: base + seconds * 1000,
-          price,
-          dayVolume,
-          currencyBase: symbol === "BTC/USD" ? "Bitcoin" : "Ethereum",
-          currencyQuote: "US Dollar",
-          receivedAt: performance.now(),
-        });
+        sequencer.assignPrice(
+          parsePriceFrame({
+            event: "price",
+            symbol,
+            timestamp: (base + seconds * 1000) / 1000,
+            price,
+            day_volume: dayVolume,
+            currency_base: symbol === "BTC/USD" ? "Bitcoin" : "Ethereum",
+            currency_quote: "US Dollar",
+          }),
+          performance.now(),
+        );
       const rows = [
         tick("BTC/USD", 0, 100, 1000), // volume 0 (first tick seen), seq T
         tick("BTC/USD", 0, 101, 1001), // volume 1, seq T + 1

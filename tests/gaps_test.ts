@@ -14,17 +14,16 @@ import {
   simBars,
   startIngest,
   tickRows,
-  until,
   yesterdayMidnight,
 } from "./_support/gaps.ts";
 import { permissionSet, runDeno } from "./_support/run.ts";
-import { TEST_KEY, withSimulator } from "./_support/sim.ts";
+import { TEST_KEY, waitFor, withSimulator } from "./_support/sim.ts";
 import { databaseUrl } from "./_support/url.ts";
 
 /** The time of the symbol's tick number `n` (from 0) in seq order, once it is stored. */
 async function nthTick(sql: Sql, n: number): Promise<number> {
   let time: Date | undefined;
-  await until(async () => {
+  await waitFor(async () => {
     [{ time } = { time: undefined }] = await sql<{ time: Date }[]>`
       SELECT "time" FROM crypto_ticks WHERE symbol = 'BTC/USD' ORDER BY seq OFFSET ${n} LIMIT 1`;
     return time !== undefined;
@@ -45,11 +44,11 @@ Deno.test("Backfill on reconnect fills a short drop by itself", async () => {
         await allStored(db.sql, sim);
         await sim.drop();
         sim.advance(2 * MINUTE + 30_000);
-        await until(() => sim.stats().subscriptions === 1, "the resubscription");
+        await waitFor(() => sim.stats().subscriptions === 1, "the resubscription");
         advanceSeconds(sim, 90);
         await allStored(db.sql, sim);
         // Nobody runs backfill: ingest fills the gap it just had.
-        await until(
+        await waitFor(
           async () => (await listGaps(db.sql)).some((g) => g.state === "filled"),
           "the gap filled in the background",
         );
@@ -86,11 +85,14 @@ Deno.test("Stalls, refused symbols and clean stops are gaps; the next start clos
       const first = await startIngest(db.sql, sim, ["BTC/USD", "MSFT"], {
         client: { heartbeatMs: 100, watchdogMs: 400, backoffBaseMs: 50, backoffCapMs: 200 },
       }, { subscribed: 1 });
-      await until(async () => await tickRows(db.sql) > 10, "ticks");
+      await waitFor(async () => await tickRows(db.sql) > 10, "ticks");
       const connections = sim.stats().connection_attempts;
       sim.stall(1_500);
-      await until(() => sim.stats().connection_attempts > connections, "the watchdog's reconnect");
-      await until(
+      await waitFor(
+        () => sim.stats().connection_attempts > connections,
+        "the watchdog's reconnect",
+      );
+      await waitFor(
         async () => (await listGaps(db.sql)).some((g) => g.reason === "stalled" && g.end),
         "the stall closed",
       );
@@ -115,7 +117,7 @@ Deno.test("Stalls, refused symbols and clean stops are gaps; the next start clos
       const before = await tickRows(db.sql);
       const second = await startIngest(db.sql, sim, ["BTC/USD"]);
       try {
-        await until(
+        await waitFor(
           async () => (await listGaps(db.sql)).every((g) => g.end !== null || g.symbol === "MSFT"),
           "the stop's gap closed by the first tick after the start",
         );
@@ -156,7 +158,7 @@ Deno.test("A kill -9 of ingest is found at the next start as a not_running gap",
         stdout: "null",
         stderr: "null",
       }).spawn();
-      await until(async () => await tickRows(db.sql) > 50, "the child's ticks", 30_000);
+      await waitFor(async () => await tickRows(db.sql) > 50, "the child's ticks", 30_000);
       child.kill("SIGKILL");
       await child.status;
       const [dead] = await db.sql<{ pid: number; stopped_at: Date | null }[]>`
@@ -168,7 +170,7 @@ Deno.test("A kill -9 of ingest is found at the next start as a not_running gap",
 
       const next = await startIngest(db.sql, sim, ["BTC/USD"]);
       try {
-        await until(
+        await waitFor(
           async () => (await listGaps(db.sql)).some((g) => g.end !== null),
           "the gap closed by the first tick after the start",
         );

@@ -3,7 +3,7 @@ import type { Sql } from "postgres";
 import { connect } from "../lib/db/connection.ts";
 import { grantReader } from "../lib/db/reader.ts";
 import type { SchemaMode } from "../lib/db/server_info.ts";
-import { createTestDatabase, dropRole, type TestDatabase, uniqueRoleName } from "./_support/db.ts";
+import { createTestDatabase, dropRole, type TestDatabase, uniqueName } from "./_support/db.ts";
 
 interface Target {
   rawSql: string;
@@ -46,7 +46,7 @@ async function seed(db: TestDatabase) {
 
 /** Runs `fn` with a pool logged in as a fresh `setup --reader` role of `db`. */
 async function asReader(db: TestDatabase, mode: SchemaMode, fn: (reader: Sql) => Promise<void>) {
-  const name = uniqueRoleName("grafana");
+  const name = uniqueName("grafana");
   await grantReader(db.sql, name, { mode });
   await db.sql`ALTER ROLE ${db.sql(name)} PASSWORD 'Grafana-Reader-81'`;
   const reader = connect({ ...db.config, user: name, password: "Grafana-Reader-81" }, { max: 1 });

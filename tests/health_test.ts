@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { Logger } from "../lib/log.ts";
-import { type IngestOptions, runIngest } from "../lib/ingest.ts";
+import { type IngestOptions, runIngest } from "../lib/ingest/mod.ts";
 import { createTestDatabase } from "./_support/db.ts";
 import { freePort } from "./_support/run.ts";
 import { TEST_KEY, waitFor, withSimulator } from "./_support/sim.ts";

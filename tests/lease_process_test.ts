@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parseRows } from "../lib/pipeline/spool_format.ts";
-import type { Row } from "../lib/pipeline/sequencer.ts";
+import type { Row } from "../lib/pipeline/batch.ts";
 import type { SimulatorHandle } from "../lib/simulator/mod.ts";
 import {
   assertEachSentTickOnce,

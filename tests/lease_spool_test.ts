@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Batcher } from "../lib/pipeline/batcher.ts";
-import type { Row } from "../lib/pipeline/sequencer.ts";
+import type { Row } from "../lib/pipeline/batch.ts";
 import { SpoolKeeper } from "../lib/pipeline/spool_keeper.ts";
 import { openSlotSpool } from "../lib/pipeline/spool_slot.ts";
 import { makeRows } from "./_support/ticks.ts";

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import type { Sql } from "postgres";
 import { connect } from "../lib/db/connection.ts";
-import { type IngestOptions, type IngestSummary, runIngest } from "../lib/ingest.ts";
+import { type IngestOptions, type IngestSummary, runIngest } from "../lib/ingest/mod.ts";
 import type { SimulatorHandle } from "../lib/simulator/mod.ts";
 import {
   assertEachSentTickOnce,

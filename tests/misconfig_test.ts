@@ -9,7 +9,7 @@ import postgres from "postgres";
 import { chooseMode, type ServerInfo } from "../lib/db/server_info.ts";
 import { connectionLost, migrate } from "../lib/db/migrations.ts";
 import { loadConfig } from "../lib/config.ts";
-import { createTestDatabase } from "./_support/db.ts";
+import { createTestDatabase, uniqueName } from "./_support/db.ts";
 import { permissionSet, runDeno } from "./_support/run.ts";
 import { TEST_KEY, withSimulator } from "./_support/sim.ts";
 import { UNCAUGHT_SECRET } from "./_support/uncaught_task.ts";
@@ -134,10 +134,13 @@ Deno.test("A key refused at the first connection ends ingest with one line, exit
 
 Deno.test("setup as a role without CREATE privilege says which grant is missing", async () => {
   const db = await createTestDatabase({ migrate: false });
-  const role = `tp_nocreate_${Deno.pid}`;
+  const role = uniqueName("tp_nocreate");
   const password = "NoCreate-Pass-4471";
   try {
-    await db.sql.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+    // A utility statement takes no parameters: the server quotes the role and the password.
+    const [create] = await db.sql<{ ddl: string }[]>`
+      SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', ${role}::text, ${password}::text) AS ddl`;
+    await db.sql.unsafe(create!.ddl);
     // PostgreSQL 15+ already denies CREATE on public to other roles; older versions grant it.
     await db.sql`REVOKE CREATE ON SCHEMA public FROM PUBLIC`;
     const result = await runDeno("tasks/setup.ts", ["--mode", "portable"], {
@@ -349,8 +352,8 @@ Deno.test({
   ignore: !NOT_PRELOADED_URL,
   async fn() {
     const admin = postgres(NOT_PRELOADED_URL!, { max: 1, onnotice: () => {} });
-    const name = `t_unpreloaded_${Deno.pid}`;
-    await admin.unsafe(`CREATE DATABASE ${name}`);
+    const name = uniqueName("t_unpreloaded");
+    await admin`CREATE DATABASE ${admin(name)}`;
     const url = new URL(NOT_PRELOADED_URL!);
     url.pathname = `/${name}`;
     const env = { DATABASE_URL: url.href };
@@ -391,7 +394,7 @@ Deno.test({
         await sql.end({ timeout: 5 });
       }
     } finally {
-      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin`DROP DATABASE IF EXISTS ${admin(name)} WITH (FORCE)`;
       await admin.end({ timeout: 5 });
     }
   },

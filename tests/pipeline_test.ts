@@ -5,162 +5,78 @@ import { connect } from "../lib/db/connection.ts";
 import { startEmbedded, stopEmbedded } from "../lib/db/embedded.ts";
 import { migrate } from "../lib/db/migrations.ts";
 import { IngestPipeline } from "../lib/pipeline/pipeline.ts";
-import { TickSequencer } from "../lib/pipeline/sequencer.ts";
-import { checkPriceFields, type PriceFields, validateTick } from "../lib/pipeline/tick.ts";
 import { createTestDatabase } from "./_support/db.ts";
-import { makeTicks } from "./_support/ticks.ts";
+import { freePort } from "./_support/run.ts";
+import { waitFor } from "./_support/sim.ts";
+import { parsePriceFrame, priceEvents } from "./_support/ticks.ts";
 import { assertInsertedInOrder, countAndDuplicates } from "./_support/rows.ts";
 
 async function tempDir(prefix: string): Promise<string> {
   return await Deno.makeTempDir({ prefix });
 }
 
-Deno.test("validateTick rejects malformed ticks and converts millisecond timestamps", () => {
-  const now = Date.UTC(2026, 0, 1, 12);
-  const good = { symbol: "BTC/USD", timestamp: now / 1000, price: 42000.5, day_volume: 12.5 };
-  const ok = validateTick(good, { nowMs: now, receivedAt: 1 });
-  assert.ok(ok.ok);
-  assert.equal(ok.tick.timeMs, now);
-  assert.equal(ok.tick.dayVolume, 12.5);
-  const ms = validateTick({ ...good, timestamp: now + 123 }, { nowMs: now });
-  assert.ok(ms.ok && ms.tick.timeMs === now + 123);
-  const camel = validateTick({ symbol: "EUR/USD", timeMs: now, price: 1.1 }, { nowMs: now });
-  assert.ok(camel.ok && camel.tick.dayVolume === undefined);
-  for (const symbol of ["^GSPC", "BRK.B", "EUR=X", "XETR:SAP", "BTC-USD", "A_B"]) {
-    assert.ok(validateTick({ ...good, symbol }, { nowMs: now }).ok, symbol);
-  }
-  const cases: [unknown, string][] = [
-    [null, "not an object"],
-    ["BTC", "not an object"],
-    [{ ...good, symbol: undefined }, "missing symbol"],
-    [{ ...good, symbol: "'; DROP TABLE crypto_ticks;--" }, "invalid symbol"],
-    [{ ...good, symbol: "BTC\tUSD" }, "invalid symbol"],
-    [{ ...good, symbol: "X".repeat(33) }, "invalid symbol"],
-    [{ ...good, symbol: 42 }, "invalid symbol"],
-    [{ ...good, price: undefined }, "missing price"],
-    [{ ...good, price: "42000" }, "invalid price"],
-    [{ ...good, price: NaN }, "invalid price"],
-    [{ ...good, price: Infinity }, "invalid price"],
-    [{ ...good, price: -1 }, "invalid price"],
-    [{ ...good, price: 0 }, "invalid price"],
-    [{ ...good, price: 2e9 }, "invalid price"],
-    [{ ...good, timestamp: undefined }, "missing timestamp"],
-    [{ ...good, timestamp: "now" }, "invalid timestamp"],
-    [{ ...good, timestamp: now / 1000 + 3600 }, "timestamp out of range"],
-    [{ ...good, timestamp: 1 }, "timestamp out of range"],
-    [{ ...good, bid: -5 }, "invalid bid"],
-    [{ ...good, ask: NaN }, "invalid ask"],
-    [{ ...good, day_volume: "12" }, "invalid day_volume"],
-  ];
-  for (const [raw, reason] of cases) {
-    const result = validateTick(raw, { nowMs: now });
-    assert.deepEqual(result, { ok: false, reason }, JSON.stringify(raw));
-  }
-});
-
-Deno.test("The price-event fast path keeps validateTick's rules and builds the same rows", () => {
-  const now = Date.UTC(2026, 0, 1, 12);
-  // As the client delivers it: its schema has checked types, finiteness and signs.
-  const good: PriceFields = {
-    symbol: "BTC/USD",
-    timeMs: now,
-    price: 42000.5,
-    bid: 42000,
-    ask: 42001,
-    day_volume: 12.5,
-    currency_base: "Bitcoin",
-    currency_quote: "US Dollar",
-  };
-  assert.equal(checkPriceFields(good, now), undefined);
-  for (const symbol of ["^GSPC", "BRK.B", "EUR=X", "XETR:SAP", "BTC-USD", "A_B"]) {
-    assert.equal(checkPriceFields({ ...good, symbol }, now), undefined, symbol);
-  }
-  const cases: [Partial<PriceFields>, string][] = [
-    [{ symbol: "'; DROP TABLE crypto_ticks;--" }, "invalid symbol"],
-    [{ symbol: "BTC\tUSD" }, "invalid symbol"],
-    [{ symbol: "X".repeat(33) }, "invalid symbol"],
-    [{ price: 2e9 }, "invalid price"],
-    [{ timeMs: now + 3600_000 }, "timestamp out of range"],
-  ];
-  for (const [change, reason] of cases) {
-    const event = { ...good, ...change };
-    assert.equal(checkPriceFields(event, now), reason, JSON.stringify(change));
-    // validateTick, on the same event in its wire shape, agrees.
-    const wire = { ...event, timestamp: event.timeMs / 1000 };
-    assert.deepEqual(validateTick(wire, { nowMs: now }), { ok: false, reason });
-  }
-  const slow = new TickSequencer();
-  const fast = new TickSequencer();
-  for (let i = 0; i < 5; i++) {
-    const event = { ...good, timeMs: now + (i >> 1) * 1000, day_volume: 12.5 + i };
-    const checked = validateTick({ ...event, timestamp: event.timeMs / 1000, receivedAt: i });
-    assert.ok(checked.ok);
-    assert.deepEqual(fast.assignPrice(event, i), slow.assign(checked.tick));
-  }
-  assert.equal(fast.name("BTC/USD"), "Bitcoin/US Dollar");
-  assert.equal(fast.name("BTC/USD"), slow.name("BTC/USD"));
-});
-
-Deno.test("Pipeline pushPrice rejects by reason and writes the valid events", async () => {
+Deno.test("Price frames parsed as the client does are written exactly as sent", async () => {
   const db = await createTestDatabase();
   const dataDir = await tempDir("tickpipe-pipe-");
   try {
     const pipeline = await IngestPipeline.open(db.sql, { dataDir });
-    const now = Date.now();
-    const event = { symbol: "BTC/USD", timeMs: now, price: 1, day_volume: 5 };
-    assert.equal(pipeline.pushPrice(event), "queued");
-    assert.equal(pipeline.pushPrice({ ...event, price: 1e10 }), "rejected");
-    assert.equal(pipeline.pushPrice({ ...event, symbol: "x'--" }), "rejected");
-    assert.equal(pipeline.pushPrice({ ...event, timeMs: now + 3600_000 }), "rejected");
+    const now = Math.floor(Date.now() / 1000) * 1000;
+    const frames = [
+      { event: "price", symbol: "BTC/USD", timestamp: now / 1000, price: 64000.5, day_volume: 5 },
+      // A millisecond timestamp, bid and ask, and a key the schema strips.
+      {
+        event: "price",
+        symbol: "EUR/USD",
+        timestamp: now + 250,
+        price: 1.1,
+        bid: 1,
+        ask: 1.2,
+        x: 1,
+      },
+      { event: "price", symbol: "BTC/USD", timestamp: now / 1000, price: 64001, day_volume: 7.5 },
+    ];
+    for (const frame of frames) assert.equal(pipeline.pushPrice(parsePriceFrame(frame)), "queued");
     await pipeline.flush();
     const stats = pipeline.stats();
     await pipeline.close();
-    assert.equal(stats.received, 4);
-    assert.equal(stats.written, 1);
-    assert.deepEqual(stats.rejectedByReason, {
-      "invalid price": 1,
-      "invalid symbol": 1,
-      "timestamp out of range": 1,
-    });
-    const [row] = await db.sql`SELECT (extract(epoch FROM "time") * 1000)::bigint::text AS ms,
-      day_volume::float8 AS dv FROM crypto_ticks`;
-    assert.equal(row!.ms, String(now));
-    assert.equal(row!.dv, 5);
-  } finally {
-    await db.drop();
-    await Deno.remove(dataDir, { recursive: true });
-  }
-});
-
-Deno.test("Pipeline counts rejected ticks by reason and writes the valid ones", async () => {
-  const db = await createTestDatabase();
-  const dataDir = await tempDir("tickpipe-pipe-");
-  try {
-    const pipeline = await IngestPipeline.open(db.sql, { dataDir });
-    const now = Date.now();
-    assert.equal(pipeline.pushRaw({ symbol: "BTC/USD", timestamp: now, price: 1 }), "queued");
-    assert.equal(
-      pipeline.pushRaw({ symbol: "BTC/USD", timestamp: now / 1000, price: NaN }),
-      "rejected",
-    );
-    assert.equal(pipeline.pushRaw({ symbol: "x'--", timestamp: now / 1000, price: 1 }), "rejected");
-    assert.equal(pipeline.pushRaw({ symbol: "BTC/USD", price: 1 }), "rejected");
-    pipeline.reject("invalid JSON");
-    await pipeline.flush();
-    const stats = pipeline.stats();
-    await pipeline.close();
-    assert.equal(stats.received, 5);
-    assert.equal(stats.written, 1);
-    assert.equal(stats.rejected, 4);
-    assert.deepEqual(stats.rejectedByReason, {
-      "invalid price": 1,
-      "invalid symbol": 1,
-      "missing timestamp": 1,
-      "invalid JSON": 1,
-    });
-    const [row] = await db.sql`SELECT (extract(epoch FROM "time") * 1000)::bigint::text AS ms
-      FROM crypto_ticks`;
-    assert.equal(row!.ms, String(now));
+    assert.equal(stats.received, 3);
+    assert.equal(stats.written, 3);
+    const rows = await db.sql`
+      SELECT symbol, (extract(epoch FROM "time") * 1000)::bigint::text AS ms, price, bid, ask,
+             day_volume::float8 AS dv, volume::float8 AS volume, seq::text AS seq
+      FROM crypto_ticks ORDER BY seq`;
+    assert.deepEqual(rows.map((r) => ({ ...r })), [
+      {
+        symbol: "BTC/USD",
+        ms: String(now),
+        price: 64000.5,
+        bid: null,
+        ask: null,
+        dv: 5,
+        volume: 0,
+        seq: String(now * 1000),
+      },
+      {
+        symbol: "BTC/USD",
+        ms: String(now),
+        price: 64001,
+        bid: null,
+        ask: null,
+        dv: 7.5,
+        volume: 2.5,
+        seq: String(now * 1000 + 1),
+      },
+      {
+        symbol: "EUR/USD",
+        ms: String(now + 250),
+        price: 1.1,
+        bid: 1,
+        ask: 1.2,
+        dv: null,
+        volume: null,
+        seq: String((now + 250) * 1000),
+      },
+    ]);
   } finally {
     await db.drop();
     await Deno.remove(dataDir, { recursive: true });
@@ -202,10 +118,9 @@ Deno.test("Exactly once while connections are killed mid-run", async () => {
         kills += killed.length;
       }
     })();
-    const ticks = makeTicks(100_000, { symbols: 20, perSecond: 400 });
-    for (const t of ticks) {
+    for (const event of priceEvents(100_000, { symbols: 20, perSecond: 400 })) {
       if (pipeline.full) await pipeline.ready();
-      pipeline.push(t);
+      pipeline.pushPrice(event);
     }
     await pipeline.flush();
     killing = false;
@@ -238,7 +153,7 @@ Deno.test("A COMMIT whose outcome was lost is detected on retry and not repeated
         if (++commits === 2) throw new Error("Connection terminated during COMMIT");
       },
     });
-    for (const t of makeTicks(1000)) pipeline.push(t);
+    for (const event of priceEvents(1000)) pipeline.pushPrice(event);
     await pipeline.flush();
     const stats = pipeline.stats();
     await pipeline.close();
@@ -253,21 +168,6 @@ Deno.test("A COMMIT whose outcome was lost is detected on retry and not repeated
     await Deno.remove(dataDir, { recursive: true });
   }
 });
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-async function waitFor(condition: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const start = performance.now();
-  while (!condition()) {
-    if (performance.now() - start > timeoutMs) throw new Error("Timed out waiting");
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 Deno.test("Database outage: ticks wait in memory and the spool, then land exactly once, in order", async (t) => {
   // A server of its own: this test stops it.
@@ -290,30 +190,29 @@ Deno.test("Database outage: ticks wait in memory and the spool, then land exactl
   };
   try {
     await migrate(sql, { mode: "portable" });
-    let ticks = makeTicks(500, { symbols: 5, perSecond: 40 });
-    let offset = 500;
+    let offset = 0;
     const more = (n: number) => {
-      ticks = makeTicks(n, { symbols: 5, perSecond: 40, offset });
+      const events = priceEvents(n, { symbols: 5, perSecond: 40, offset });
       offset += n;
-      return ticks;
+      return events;
     };
 
     await t.step("ticks pushed during an outage are held, spooled, then written", async () => {
       const pipeline = await IngestPipeline.open(sql, options);
-      for (const tick of ticks) pipeline.push(tick);
+      for (const event of more(500)) pipeline.pushPrice(event);
       await pipeline.flush();
       assert.equal(await stopEmbedded(serverDir), true);
-      const results = more(5000).map((tick) => pipeline.push(tick));
+      const results = more(5000).map((event) => pipeline.pushPrice(event));
       assert.ok(results.includes("spooled"), "some ticks went to the spool");
       assert.ok(!results.includes("dropped"));
-      await waitFor(() => pipeline.stats().retries >= 3);
+      await waitFor(() => pipeline.stats().retries >= 3, "three retries");
       const during = pipeline.stats();
       // The first failed write sent everything held in memory to the spool.
       assert.equal(during.spooled, 5000);
       assert.equal(during.pendingMemory, 0);
       assert.ok(during.failingSince !== undefined);
       await startEmbedded(serverDir, { port });
-      more(300).forEach((tick) => pipeline.push(tick));
+      more(300).forEach((event) => pipeline.pushPrice(event));
       await pipeline.flush();
       const after = pipeline.stats();
       await pipeline.close();
@@ -337,8 +236,8 @@ Deno.test("Database outage: ticks wait in memory and the spool, then land exactl
       async () => {
         await stopEmbedded(serverDir);
         const first = await IngestPipeline.open(sql, options);
-        more(3000).forEach((tick) => first.push(tick));
-        await waitFor(() => first.stats().retries >= 1);
+        more(3000).forEach((event) => first.pushPrice(event));
+        await waitFor(() => first.stats().retries >= 1, "a retry");
         // The database never came back: what is left in memory goes to the spool.
         await first.close({ timeoutMs: 50 });
         const segments = () =>
@@ -351,7 +250,7 @@ Deno.test("Database outage: ticks wait in memory and the spool, then land exactl
         const second = await IngestPipeline.open(sql, options);
         assert.equal(second.stats().spooled, 3000);
         // New ticks continue in the same seconds: their seq follows the spooled ones.
-        more(400).forEach((tick) => second.push(tick));
+        more(400).forEach((event) => second.pushPrice(event));
         await second.flush();
         const stats = second.stats();
         await second.close();

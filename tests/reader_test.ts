@@ -3,7 +3,7 @@ import type { Sql } from "postgres";
 import { serveChart } from "../lib/chart/server.ts";
 import { connect } from "../lib/db/connection.ts";
 import { READER_RELATIONS } from "../lib/db/reader.ts";
-import { createTestDatabase, dropRole, type TestDatabase, uniqueRoleName } from "./_support/db.ts";
+import { createTestDatabase, dropRole, type TestDatabase, uniqueName } from "./_support/db.ts";
 import { permissionSet, runDeno } from "./_support/run.ts";
 import { insertTicks } from "./_support/ticks.ts";
 import { databaseUrl } from "./_support/url.ts";
@@ -12,7 +12,7 @@ const SETUP = permissionSet("db");
 /** Runs `fn` with a database and a role name, then drops both (the role after the database). */
 async function withReader(fn: (db: TestDatabase, name: string) => Promise<void>) {
   const db = await createTestDatabase({ migrate: false });
-  const name = uniqueRoleName("reader");
+  const name = uniqueName("reader");
   try {
     await fn(db, name);
   } finally {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Row } from "../lib/pipeline/sequencer.ts";
+import type { Row } from "../lib/pipeline/batch.ts";
 import { Spool } from "../lib/pipeline/spool.ts";
 import { acquireSlot, adoptOrphans, openSlotSpool } from "../lib/pipeline/spool_slot.ts";
 import { makeRows } from "./_support/ticks.ts";

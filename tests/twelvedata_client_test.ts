@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import {
   AuthError,
+  type ConnectionEvent,
   parseFrame,
+  PRICE_LIMITS,
   type PriceEvent,
   type SubscribeStatusEvent,
   TwelveDataClient,
@@ -10,9 +12,10 @@ import {
   TwelveDataRest,
 } from "../lib/twelvedata/mod.ts";
 import { run as wsTest } from "../tasks/ws_test.ts";
+import { ManualTimers } from "./_support/manual_timers.ts";
+import { freePort, permissionSet } from "./_support/run.ts";
 import {
   captureLogger,
-  sleep,
   TEST_KEY,
   testClientOptions,
   waitFor,
@@ -23,7 +26,7 @@ function prices(events: TwelveDataEvent[], symbol: string): PriceEvent[] {
   return events.filter((e): e is PriceEvent => e.event === "price" && e.symbol === symbol);
 }
 
-Deno.test("parseFrame accepts every documented variant and rejects bad ticks", () => {
+Deno.test("parseFrame accepts every documented variant", () => {
   const now = Date.UTC(2024, 4, 13, 12);
   const seconds = parseFrame(
     '{"event":"price","symbol":"BTC/USD","timestamp":1715601600,"price":30361.2,"bid":1,"extra":true}',
@@ -58,20 +61,63 @@ Deno.test("parseFrame accepts every documented variant and rejects bad ticks", (
     name: "news",
     payload: { event: "news", x: 1 },
   });
+});
+
+Deno.test("A price frame is a tick only within PRICE_LIMITS, and a refusal names its reason", () => {
+  const now = Date.UTC(2024, 4, 13, 12);
+  const t = now / 1000;
+  const frame = (fields: Record<string, unknown>) =>
+    JSON.stringify({ event: "price", symbol: "BTC/USD", timestamp: t, price: 1, ...fields });
+  const ahead = PRICE_LIMITS.maxAheadMs / 1000;
   for (
-    const bad of [
-      "{",
-      "[]",
-      '{"price":1}',
-      '{"event":"price","symbol":"X","timestamp":1715601600,"price":"1"}',
-      '{"event":"price","symbol":"X","timestamp":1715601600,"price":1e400}',
-      '{"event":"price","symbol":"X","timestamp":1715601600,"price":-1}',
-      '{"event":"price","symbol":"X","timestamp":1715601600,"price":1e20}',
-      '{"event":"price","symbol":"X","timestamp":2715601600,"price":1}',
-      '{"event":"price","symbol":"X","timestamp":1715601600}',
+    const good of [
+      {},
+      { price: PRICE_LIMITS.maxPrice * 0.999, day_volume: 0, bid: 0 },
+      { timestamp: t + ahead },
+      { timestamp: now + PRICE_LIMITS.maxAheadMs }, // milliseconds
+      ...["^GSPC", "BRK.B", "EUR=X", "XETR:SAP", "BTC-USD", "A_B", "X".repeat(32)].map((
+        symbol,
+      ) => ({ symbol })),
     ]
   ) {
-    assert.equal(parseFrame(bad, now).event, "malformed", bad);
+    assert.equal(parseFrame(frame(good), now).event, "price", JSON.stringify(good));
+  }
+  const cases: [string, string][] = [
+    ["{", "invalid JSON"],
+    ["[]", "not a JSON object"],
+    ['{"price":1}', "no event name"],
+    [frame({ price: "1" }), "invalid price"],
+    [frame({ price: undefined }), "missing price"],
+    [frame({ price: null }), "missing price"],
+    ['{"event":"price","symbol":"X","timestamp":1715601600,"price":1e400}', "invalid price"],
+    [frame({ price: -1 }), "invalid price"],
+    [frame({ price: 0 }), "invalid price"],
+    [frame({ price: PRICE_LIMITS.maxPrice }), "invalid price"],
+    [frame({ symbol: undefined }), "missing symbol"],
+    [frame({ symbol: 42 }), "invalid symbol"],
+    [frame({ symbol: "" }), "invalid symbol"],
+    [frame({ symbol: "'; DROP TABLE crypto_ticks;--" }), "invalid symbol"],
+    [frame({ symbol: "BTC\tUSD" }), "invalid symbol"],
+    [frame({ symbol: "X".repeat(33) }), "invalid symbol"],
+    [frame({ symbol: "ÆØÅ/€" }), "invalid symbol"],
+    [frame({ timestamp: "now" }), "invalid timestamp"],
+    [frame({ timestamp: undefined }), "missing timestamp"],
+    [frame({ timestamp: t + ahead + 1 }), "timestamp out of range"],
+    [frame({ timestamp: 1 }), "timestamp out of range"],
+    [frame({ bid: -5 }), "invalid bid"],
+    [frame({ day_volume: "12" }), "invalid day_volume"],
+    [frame({ currency_base: 7 }), "invalid currency_base"],
+    ['{"event":"subscribe-status","success":[]}', "invalid subscribe-status"],
+  ];
+  for (const [text, reason] of cases) {
+    const result = parseFrame(text, now);
+    assert.equal(result.event, "malformed", text);
+    assert.equal(result.event === "malformed" && result.reason, reason, text);
+    // A frame with a key the schema strips takes the schema's path: the same verdict.
+    if (text.startsWith('{"event":"price"')) {
+      const extra = parseFrame(text.replace("{", '{"extra":1,'), now);
+      assert.equal(extra.event === "malformed" && extra.reason, reason, `${text} (extra key)`);
+    }
   }
 });
 
@@ -129,8 +175,9 @@ Deno.test("Client subscribes and receives ticks for crypto, stocks and forex", a
 Deno.test("Client reconnects after a server-side drop, resubscribes and ticks resume", async () => {
   await withSimulator({ rate: 200 }, async (sim) => {
     const events: TwelveDataEvent[] = [];
+    const { logger, lines } = captureLogger();
     const client = new TwelveDataClient(
-      testClientOptions(sim, { onEvent: (e) => events.push(e) }),
+      testClientOptions(sim, { logger, onEvent: (e) => events.push(e) }),
     );
     try {
       client.subscribe("BTC/USD,ETH/USD");
@@ -139,8 +186,11 @@ Deno.test("Client reconnects after a server-side drop, resubscribes and ticks re
       const droppedAt = Date.now();
       await sim.drop();
       await waitFor(() => client.stats().reconnects === 1 && client.connected, "a reconnect");
-      // The first retry waits at most backoffBaseMs (100 ms); allow for scheduling.
-      assert.ok(Date.now() - droppedAt < 1_000, `reconnected after ${Date.now() - droppedAt} ms`);
+      // The first retry waits at most backoffBaseMs (100 ms), jittered from half of it.
+      const waits = lines.map((l) => /Reconnecting to Twelve Data in (\d+) ms/.exec(l)?.[1])
+        .filter((ms) => ms !== undefined).map(Number);
+      assert.equal(waits.length, 1, lines.join("\n"));
+      assert.ok(waits[0]! >= 50 && waits[0]! <= 100, `${waits}`);
       await waitFor(
         () =>
           ["BTC/USD", "ETH/USD"].every((s) =>
@@ -161,32 +211,49 @@ Deno.test("Client watchdog heals a stalled connection but tolerates a quiet one"
   await withSimulator({ rate: 100 }, async (sim) => {
     await t.step("a stall is detected and healed", async () => {
       const { logger, lines } = captureLogger();
-      const client = new TwelveDataClient(testClientOptions(sim, { logger }));
+      const timers = new ManualTimers();
+      const changes: ConnectionEvent[] = [];
+      const client = new TwelveDataClient(
+        testClientOptions(sim, { logger, timers, onConnection: (e) => changes.push(e) }),
+      );
       try {
         client.subscribe("BTC/USD");
         await client.start();
         await waitFor(() => client.stats().ticks >= 5, "first ticks");
-        const stalledAt = Date.now();
         sim.stall(30_000);
-        await waitFor(() => client.stats().reconnects === 1, "a watchdog reconnect");
+        // The watchdog checks every 200 ms: the first check after the last frame starts the
+        // silence, the fifth after it reaches watchdogMs (1 s) and gives up.
+        timers.advance(1_000);
+        assert.equal(client.state, "open");
+        timers.advance(200);
+        assert.equal(client.state, "waiting");
+        assert.ok(lines.some((l) => l.includes("No data from Twelve Data for 1000 ms")));
+        assert.deepEqual(changes.map((e) => e.type), ["open", "stalled"]);
+        assert.equal(changes[1]!.type === "stalled" && changes[1]!.silentMs, 1_000);
+        // The reconnect waits at most backoffBaseMs (100 ms); the stall was the old socket's.
+        timers.advance(100);
+        await waitFor(() => client.stats().reconnects === 1 && client.connected, "a reconnect");
         const ticks = client.stats().ticks;
         await waitFor(() => client.stats().ticks > ticks + 5, "ticks after healing");
-        assert.ok(Date.now() - stalledAt < 5_000);
-        assert.ok(lines.some((line) => line.includes("not even a heartbeat reply")));
       } finally {
         await client.close();
       }
     });
 
     await t.step("heartbeat replies keep a quiet connection alive", async () => {
+      const timers = new ManualTimers();
       const client = new TwelveDataClient(
-        testClientOptions(sim, { heartbeatMs: 100, watchdogMs: 400 }),
+        testClientOptions(sim, { heartbeatMs: 100, watchdogMs: 400, timers }),
       );
       try {
         await client.start(); // no subscriptions: only heartbeat replies arrive
-        await sleep(1_500);
+        // 2 s of the client's time, five times the watchdog's limit; each heartbeat is
+        // answered before time moves on.
+        for (let i = 1; i <= 20; i++) {
+          timers.advance(100);
+          await waitFor(() => client.stats().heartbeats === i, `heartbeat reply ${i}`);
+        }
         assert.equal(client.stats().reconnects, 0);
-        assert.ok(client.stats().heartbeats >= 5);
         assert.ok(client.connected);
       } finally {
         await client.close();
@@ -208,18 +275,18 @@ Deno.test("Client counts malformed frames and unknown events without losing the 
       await waitFor(() => client.stats().ticks >= 3, "first ticks");
       const sent = sim.malformed(28);
       assert.equal(sent, 28);
-      sim.edgeCases(4);
+      sim.edgeCases(4); // one valid tick with a millisecond timestamp, three hostile symbols
       sim.sendRaw('{"event":"message-processing","status":"error","messages":["x"]}');
-      await waitFor(() => client.stats().malformed === 28, "malformed frames counted");
+      await waitFor(() => client.stats().malformed === 28 + 3, "malformed frames counted");
       await waitFor(() => client.stats().unknown === 1, "the unknown event");
       const ticks = client.stats().ticks;
       await waitFor(() => client.stats().ticks > ticks + 5, "ticks after the garbage");
       assert.equal(client.stats().reconnects, 0);
-      // Rate-limited: 28 malformed frames give at most 5 log lines.
+      assert.equal(client.stats().malformedByReason["invalid symbol"], 2 + 3);
+      // Rate-limited: 31 malformed frames give at most 5 log lines.
       assert.ok(lines.filter((l) => l.includes("malformed frame")).length <= 5);
-      // Unusual but valid ticks pass through: ms timestamps converted, odd symbols kept.
-      const sql = events.find((e) => e.event === "price" && e.symbol.includes("DROP TABLE"));
-      assert.ok(sql);
+      assert.ok(!events.some((e) => e.event === "price" && e.symbol.includes("DROP TABLE")));
+      // A millisecond timestamp is converted.
       const ms = prices(events, "BTC/USD").find((e) => e.timestamp > 1e12);
       assert.ok(ms && Math.abs(ms.timeMs - Date.now()) < 5_000);
       const unknown = events.find((e) => e.event === "unknown");
@@ -238,8 +305,9 @@ Deno.test("A bad key ends with one AuthError and no retry storm", async (t) => {
     await t.step("at the first connect", async () => {
       const badKey = "wrong-key-0a1b2c3d";
       const { logger, lines } = captureLogger();
+      const timers = new ManualTimers();
       const client = new TwelveDataClient(
-        testClientOptions(sim, { apiKey: badKey, logger, auth: "query" }),
+        testClientOptions(sim, { apiKey: badKey, logger, auth: "query", timers }),
       );
       try {
         client.subscribe("BTC/USD");
@@ -249,10 +317,11 @@ Deno.test("A bad key ends with one AuthError and no retry storm", async (t) => {
         assert.ok(!error.message.includes(badKey));
         await assert.rejects(client.closed, AuthError);
         assert.equal(client.state, "failed");
-        const attempts = sim.stats().connection_attempts;
-        assert.equal(attempts, 1);
-        await sleep(500);
-        assert.equal(sim.stats().connection_attempts, attempts);
+        assert.equal(sim.stats().connection_attempts, 1);
+        // Nothing is left to retry: no timer waits, however long time runs.
+        assert.equal(timers.pending, 0);
+        timers.advance(3_600_000);
+        assert.equal(sim.stats().connection_attempts, 1);
         assert.ok(lines.every((line) => !line.includes(badKey)));
       } finally {
         await client.close();
@@ -260,9 +329,7 @@ Deno.test("A bad key ends with one AuthError and no retry storm", async (t) => {
     });
 
     await t.step("a network fault is retried, not reported as a bad key", async () => {
-      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-      const port = listener.addr.port;
-      listener.close(); // nothing listens there any more
+      const port = freePort(); // nothing listens there any more
       const client = new TwelveDataClient({
         ...testClientOptions(sim),
         wsUrl: `ws://127.0.0.1:${port}/v1/quotes/price`,
@@ -399,24 +466,6 @@ Deno.test("A graceful close loses no frame the simulator sent", async () => {
   });
 });
 
-Deno.test("batches() delivers the stream and ends after close()", async () => {
-  await withSimulator({ rate: 500 }, async (sim) => {
-    const client = new TwelveDataClient(testClientOptions(sim));
-    client.subscribe("BTC/USD");
-    await client.start();
-    let seen = 0;
-    const consumer = (async () => {
-      for await (const batch of client.batches()) {
-        seen += batch.filter((e) => e.event === "price").length;
-      }
-    })();
-    await waitFor(() => seen >= 20, "ticks through the iterator");
-    await client.close();
-    await consumer;
-    assert.equal(seen, sim.stats().price_events_sent);
-  });
-});
-
 Deno.test("The API key never appears in logs, errors or ws-test output", async () => {
   await withSimulator({ rate: 200 }, async (sim) => {
     const { logger, lines } = captureLogger();
@@ -443,9 +492,7 @@ Deno.test("ws-test prints events and exits 0 on SIGINT", async () => {
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        "--allow-env",
-        "--allow-net",
-        "--allow-read=.env",
+        ...permissionSet("client"),
         "tasks/ws_test.ts",
         "--symbols",
         "BTC/USD,AAPL,NOPE",

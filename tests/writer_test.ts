@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { newBatch } from "../lib/pipeline/batch.ts";
-import { type Row, seedState, TickSequencer } from "../lib/pipeline/sequencer.ts";
-import type { Tick } from "../lib/pipeline/tick.ts";
+import { newBatch, type Row } from "../lib/pipeline/batch.ts";
+import { seedState, TickSequencer } from "../lib/pipeline/sequencer.ts";
+import type { PriceEvent } from "../lib/twelvedata/mod.ts";
 import { TickWriter, type WriteMethod } from "../lib/pipeline/writer.ts";
 import { createTestDatabase } from "./_support/db.ts";
-import { baseTimeMs, makeRows } from "./_support/ticks.ts";
+import { baseTimeMs, makeRows, parsePriceFrame } from "./_support/ticks.ts";
 
 type Sql = Awaited<ReturnType<typeof createTestDatabase>>["sql"];
 
@@ -14,8 +14,12 @@ async function storedRows(sql: Sql) {
     FROM crypto_ticks ORDER BY symbol, seq`;
 }
 
-function tick(symbol: string, timeMs: number, fields: Partial<Tick> = {}): Tick {
-  return { symbol, timeMs, price: 100, receivedAt: 0, ...fields };
+/** A price event as the client parses it (a millisecond timestamp), checked against its own time. */
+function tick(symbol: string, timeMs: number, fields: Record<string, unknown> = {}): PriceEvent {
+  return parsePriceFrame(
+    { event: "price", symbol, timestamp: timeMs, price: 100, ...fields },
+    timeMs,
+  );
 }
 
 Deno.test("COPY and unnest write identical rows, nulls and fractions included", async () => {
@@ -54,25 +58,25 @@ Deno.test("Sequencer orders ticks sharing a timestamp and derives volume from da
     const s = new TickSequencer();
     const rows: Row[] = [
       // First tick ever seen: its own volume is unknowable.
-      s.assign(tick("BTC/USD", midnight - 2000, { dayVolume: 100 })),
-      s.assign(tick("BTC/USD", midnight - 1000, { dayVolume: 150 })),
-      s.assign(tick("BTC/USD", midnight - 1000, { dayVolume: 150.3 })),
-      s.assign(tick("BTC/USD", midnight - 1000, { dayVolume: 151 })),
+      s.assignPrice(tick("BTC/USD", midnight - 2000, { day_volume: 100 }), 0),
+      s.assignPrice(tick("BTC/USD", midnight - 1000, { day_volume: 150 }), 0),
+      s.assignPrice(tick("BTC/USD", midnight - 1000, { day_volume: 150.3 }), 0),
+      s.assignPrice(tick("BTC/USD", midnight - 1000, { day_volume: 151 }), 0),
       // Daily reset at midnight UTC.
-      s.assign(tick("BTC/USD", midnight, { dayVolume: 20 })),
-      s.assign(tick("BTC/USD", midnight + 1000, { dayVolume: 25 })),
+      s.assignPrice(tick("BTC/USD", midnight, { day_volume: 20 }), 0),
+      s.assignPrice(tick("BTC/USD", midnight + 1000, { day_volume: 25 }), 0),
       // Same-day decrease: a correction.
-      s.assign(tick("BTC/USD", midnight + 1000, { dayVolume: 24 })),
-      s.assign(tick("BTC/USD", midnight + 2000, { dayVolume: 30 })),
+      s.assignPrice(tick("BTC/USD", midnight + 1000, { day_volume: 24 }), 0),
+      s.assignPrice(tick("BTC/USD", midnight + 2000, { day_volume: 30 }), 0),
       // Late tick, earlier than the last: seq = its own time.
-      s.assign(tick("BTC/USD", midnight - 5000, { dayVolume: 30 })),
+      s.assignPrice(tick("BTC/USD", midnight - 5000, { day_volume: 30 }), 0),
       // Forex: no day volume.
-      s.assign(tick("EUR/USD", midnight, {})),
-      s.assign(tick("EUR/USD", midnight, {})),
+      s.assignPrice(tick("EUR/USD", midnight, {}), 0),
+      s.assignPrice(tick("EUR/USD", midnight, {}), 0),
       // Millisecond stamps tie within the millisecond.
-      s.assign(tick("ETH/USD", midnight + 5, { dayVolume: 1 })),
-      s.assign(tick("ETH/USD", midnight + 5, { dayVolume: 1 })),
-      s.assign(tick("ETH/USD", midnight + 6, { dayVolume: 1 })),
+      s.assignPrice(tick("ETH/USD", midnight + 5, { day_volume: 1 }), 0),
+      s.assignPrice(tick("ETH/USD", midnight + 5, { day_volume: 1 }), 0),
+      s.assignPrice(tick("ETH/USD", midnight + 6, { day_volume: 1 }), 0),
     ];
     const us = (ms: number) => ms * 1000;
     assert.deepEqual(rows.map((r) => r.seq), [
@@ -133,14 +137,21 @@ Deno.test("Writer fills crypto_assets once per symbol, names from currency_base/
     const t = baseTimeMs();
     const s = new TickSequencer();
     const rows = [
-      s.assign(tick("BTC/USD", t, { currencyBase: "Bitcoin", currencyQuote: "US Dollar" })),
-      s.assign(tick("AAPL", t)),
-      s.assign(tick("BTC/USD", t + 1000, { currencyBase: "Bitcoin", currencyQuote: "US Dollar" })),
+      s.assignPrice(
+        tick("BTC/USD", t, { currency_base: "Bitcoin", currency_quote: "US Dollar" }),
+        0,
+      ),
+      s.assignPrice(tick("AAPL", t), 0),
+      s.assignPrice(
+        tick("BTC/USD", t + 1000, { currency_base: "Bitcoin", currency_quote: "US Dollar" }),
+        0,
+      ),
     ];
     await db.sql`INSERT INTO crypto_assets (symbol, name) VALUES ('ETH/USD', NULL)`;
     const s2 = new TickSequencer();
-    const eth = s2.assign(
-      tick("ETH/USD", t, { currencyBase: "Ethereum", currencyQuote: "US Dollar" }),
+    const eth = s2.assignPrice(
+      tick("ETH/USD", t, { currency_base: "Ethereum", currency_quote: "US Dollar" }),
+      0,
     );
     const w1 = new TickWriter(db.sql, { assetName: (sym) => s.name(sym) });
     await w1.write(newBatch(rows.slice(0, 2)));
@@ -190,17 +201,17 @@ Deno.test("seedState lets a restarted sequencer continue seq and volume", async 
     const t = baseTimeMs();
     const s = new TickSequencer();
     const rows = [
-      s.assign(tick("BTC/USD", t, { dayVolume: 10 })),
-      s.assign(tick("BTC/USD", t, { dayVolume: 12 })),
-      s.assign(tick("EUR/USD", t)),
+      s.assignPrice(tick("BTC/USD", t, { day_volume: 10 }), 0),
+      s.assignPrice(tick("BTC/USD", t, { day_volume: 12 }), 0),
+      s.assignPrice(tick("EUR/USD", t), 0),
     ];
     await new TickWriter(db.sql).write(newBatch(rows));
     const seeded = new TickSequencer();
     seeded.seed(await seedState(db.sql));
-    const next = seeded.assign(tick("BTC/USD", t, { dayVolume: 15 }));
+    const next = seeded.assignPrice(tick("BTC/USD", t, { day_volume: 15 }), 0);
     assert.equal(next.seq, t * 1000 + 2);
     assert.equal(next.volume, 3);
-    assert.equal(seeded.assign(tick("EUR/USD", t)).seq, t * 1000 + 1);
+    assert.equal(seeded.assignPrice(tick("EUR/USD", t), 0).seq, t * 1000 + 1);
   } finally {
     await db.drop();
   }

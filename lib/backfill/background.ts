@@ -5,9 +5,10 @@ import { type Logger, silentLogger } from "../log.ts";
 import { AuthError } from "../twelvedata/errors.ts";
 import { TwelveDataRest } from "../twelvedata/rest.ts";
 import { runBackfill } from "./backfill.ts";
-import { type Clock, systemClock } from "./clock.ts";
+import { type Clock, systemClock } from "../timers.ts";
 import { CreditGate, DailyLimitError } from "./credits.ts";
 import { planFill } from "./plan.ts";
+import { errorText } from "../text.ts";
 
 /** Settings of `BackgroundBackfiller`. */
 export interface BackgroundBackfillOptions {
@@ -152,7 +153,7 @@ export class BackgroundBackfiller {
         ? Math.floor(this.#clock.now() / DAY_MS) * DAY_MS + DAY_MS + 60_000
         : this.#clock.now() + RETRY_MS;
       this.#logger.warn(`Cannot backfill the gap of ${queued.symbol} now; retrying later`, {
-        error: (error as Error).message,
+        error: errorText(error),
         retry_at: new Date(retryAt).toISOString(),
       });
       this.#queue.push({ gap: queued, notBefore: retryAt });

@@ -1,6 +1,7 @@
 import { UserError } from "../errors.ts";
 import type { TwelveDataError } from "../twelvedata/errors.ts";
-import { type Clock, floorMinute, MINUTE_MS, systemClock } from "./clock.ts";
+import { type Clock, systemClock } from "../timers.ts";
+import { floorMinute, MINUTE_MS } from "./minutes.ts";
 
 /** The plan's credits for the day are used up: nothing more until midnight UTC. */
 export class DailyLimitError extends UserError {

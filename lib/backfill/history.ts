@@ -1,6 +1,6 @@
 import type { Sql } from "postgres";
 import { type Gap, listGaps, recordGap } from "../gaps/log.ts";
-import { floorMinute, MINUTE_MS } from "./clock.ts";
+import { floorMinute, MINUTE_MS } from "./minutes.ts";
 
 /** `[from, to)` minus the intervals in `taken`, in order. */
 function subtract(

@@ -1,12 +1,13 @@
 import type { ISql } from "postgres";
 import type { Gap } from "../gaps/log.ts";
-import { ceilMinute, floorMinute, MINUTE_MS } from "./clock.ts";
+import { ceilMinute, floorMinute, MINUTE_MS } from "./minutes.ts";
+import { formatCount } from "../text.ts";
 
 /**
  * Minutes per `/time_series` request: Twelve Data returns at most 5000 bars a call, and
  * whether `end_date` is inclusive is not documented, so a window is one minute short of it.
  */
-export const WINDOW_MINUTES = 4999;
+const WINDOW_MINUTES = 4999;
 
 /** One request's worth of a gap: whole minutes `[fromMs, toMs)`. */
 export interface FillChunk {
@@ -36,7 +37,7 @@ export interface FillPlan {
  * bar): what REST bars can fill. One range scan of the window (on TimescaleDB's columnstore,
  * one decompression, not one per minute).
  */
-export async function missingMinutes(
+async function missingMinutes(
   sql: ISql,
   symbol: string,
   fromMs: number,
@@ -57,7 +58,7 @@ export async function missingMinutes(
  * past the last complete minute.
  * Undefined for an ongoing gap of a symbol a live run streams.
  */
-export function gapWindow(
+function gapWindow(
   gap: Gap,
   nowMs: number,
   live: ReadonlySet<string>,
@@ -116,31 +117,34 @@ export function describePlan(
   plan: FillPlan,
   usage?: { perMinute?: number | undefined; perDay?: number | undefined; usedToday?: number },
 ): string {
-  const n = (x: number) => x.toLocaleString("en-US");
   const gaps = new Set(plan.chunks.map((c) => c.gap)).size;
   if (gaps === 0) return "Nothing to fill: no open gap in the log (deno task gaps lists them).";
   if (plan.requests === 0) {
-    return `Nothing to request: ${n(gaps)} gap(s), no whole minute without data (0 API credits).`;
+    return `Nothing to request: ${
+      formatCount(gaps)
+    } gap(s), no whole minute without data (0 API credits).`;
   }
   const lines = [
-    `Backfill: ${n(gaps)} gap(s) over ${n(plan.symbols.length)} symbol(s), ${
-      n(plan.missing)
-    } minute(s) without data: ${n(plan.requests)} request(s) to /time_series = ${
-      n(plan.requests)
+    `Backfill: ${formatCount(gaps)} gap(s) over ${formatCount(plan.symbols.length)} symbol(s), ${
+      formatCount(plan.missing)
+    } minute(s) without data: ${formatCount(plan.requests)} request(s) to /time_series = ${
+      formatCount(plan.requests)
     } API credit(s).`,
   ];
   if (usage?.perMinute) {
     const minutes = Math.ceil(plan.requests / usage.perMinute);
     lines.push(
-      `At ${n(usage.perMinute)} credits a minute this takes ${
-        minutes <= 1 ? "about a minute or less" : `at least ${n(minutes)} minutes`
+      `At ${formatCount(usage.perMinute)} credits a minute this takes ${
+        minutes <= 1 ? "about a minute or less" : `at least ${formatCount(minutes)} minutes`
       }.`,
     );
   }
   if (usage?.perDay) {
     const left = usage.perDay - (usage.usedToday ?? 0);
     lines.push(
-      `The plan allows ${n(usage.perDay)} a day; ${n(Math.max(0, left))} left today${
+      `The plan allows ${formatCount(usage.perDay)} a day; ${
+        formatCount(Math.max(0, left))
+      } left today${
         plan.requests > left ? ": the run stops when they are spent and resumes when run again" : ""
       }.`,
     );

@@ -1,5 +1,6 @@
 import type { BackfillProgress } from "./backfill.ts";
-import { type Clock, systemClock } from "./clock.ts";
+import { type Clock, systemClock } from "../timers.ts";
+import { formatCount } from "../text.ts";
 
 /** Settings of `ProgressReporter`. */
 export interface ProgressOptions {
@@ -16,8 +17,6 @@ export interface ProgressOptions {
 
 const BAR_WIDTH = 24;
 const REDRAW_MS = 100;
-
-const n = (x: number) => x.toLocaleString("en-US");
 
 /** "1h 02m", "3m 20s", "45s". */
 export function duration(ms: number): string {
@@ -82,7 +81,9 @@ export class ProgressReporter {
       ? ` ${p.current.gap.symbol} ${new Date(p.current.fromMs).toISOString().slice(0, 16)}`
       : "";
     const waiting = p.waiting ? `, waiting ${duration(p.waiting.ms)} for API credits` : "";
-    const counts = `${n(p.requestsDone)}/${n(p.requests)} requests, ${n(p.bars)} minutes filled`;
+    const counts = `${formatCount(p.requestsDone)}/${formatCount(p.requests)} requests, ${
+      formatCount(p.bars)
+    } minutes filled`;
     if (!this.#options.terminal) {
       this.#options.write(`Backfill: ${counts}${this.#eta(p, now)}${waiting}${where}\n`);
       return;

@@ -1,6 +1,6 @@
 import type { Sql, TransactionSql } from "postgres";
 import type { Bar } from "../twelvedata/rest.ts";
-import { MINUTE_MS } from "./clock.ts";
+import { MINUTE_MS } from "./minutes.ts";
 import type { FillChunk } from "./plan.ts";
 
 /** What storing one chunk did. */

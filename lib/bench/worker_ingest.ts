@@ -3,7 +3,7 @@
  * real ingest job (`runIngest`) from the simulator to the database.
  */
 import { connect } from "../db/connection.ts";
-import { runIngest } from "../ingest.ts";
+import { runIngest } from "../ingest/mod.ts";
 import type { Logger } from "../log.ts";
 import type { Batch } from "../pipeline/batch.ts";
 import { IngestPipeline, type PipelineOptions } from "../pipeline/pipeline.ts";
@@ -103,16 +103,15 @@ export async function loadPipeline(job: JobOf<"pipeline">, logger: Logger): Prom
       afterCommit: tracker.afterCommit,
     });
     const next = syntheticEvents(job.symbols, job.ticks);
-    let rejected = 0;
     tracker.meter.start();
     const firstAt = wallNow();
     for (let i = 0; i < job.ticks && !tracker.meter.stalled; i++) {
       if (pipeline.full) await pipeline.ready();
-      if (pipeline.pushPrice(next()) === "rejected") rejected++;
+      pipeline.pushPrice(next());
     }
     await Promise.race([pipeline.flush(), tracker.finished.promise]);
     tracker.lastAt = Number.isNaN(tracker.lastAt) ? wallNow() : tracker.lastAt;
-    const result = tracker.result(rejected, { batches: 0, spooled: 0, dropped: 0, written: 0 });
+    const result = tracker.result(0, { batches: 0, spooled: 0, dropped: 0, written: 0 });
     await pipeline.close();
     const stats = pipeline.stats();
     result.firstAt = firstAt;
@@ -160,7 +159,7 @@ export async function ingest(job: JobOf<"ingest">, logger: Logger): Promise<Work
       pipeline: { ...pipelineOptions(job.pipeline), afterCommit: tracker.afterCommit },
     });
     const p = summary.pipeline;
-    return tracker.result(p.rejected + summary.client.malformed, {
+    return tracker.result(summary.client.malformed, {
       batches: p.batches,
       spooled: p.spooled,
       dropped: p.dropped,

@@ -1,6 +1,7 @@
 import type { Sql } from "postgres";
 import { type Logger, silentLogger } from "../log.ts";
 import { CANDLE_INTERVALS, CANDLE_RELATIONS } from "./query.ts";
+import { systemClock } from "../timers.ts";
 
 /** A refresh window; an undefined end is open (the whole history on that side). */
 export interface RefreshWindow {
@@ -39,8 +40,7 @@ export async function refreshCandles(
   options: { logger?: Logger; nowMs?: number; sleep?: (ms: number) => Promise<void> } = {},
 ): Promise<string[]> {
   const logger = options.logger ?? silentLogger;
-  const sleep = options.sleep ??
-    ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const sleep = options.sleep ?? systemClock.sleep;
   const now = options.nowMs ?? Date.now();
   const refreshed: string[] = [];
   for (const interval of CANDLE_INTERVALS) {

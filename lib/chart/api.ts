@@ -5,20 +5,20 @@ import {
   type CandleQuery,
   parseInstant,
 } from "../candles/mod.ts";
-import { SYMBOL_RE } from "../pipeline/tick.ts";
+import { SYMBOL_RE } from "../twelvedata/price.ts";
 import { INTERVAL_MS } from "./live.ts";
 
 const DAY_MS = 86_400_000;
 
 /** The range the chart shows first, and loads at a time when scrolling back, per interval. */
-export const DEFAULT_SPAN_MS: Record<CandleInterval, number> = {
+const DEFAULT_SPAN_MS: Record<CandleInterval, number> = {
   "1m": DAY_MS,
   "1h": 30 * DAY_MS,
   "1d": 365 * DAY_MS,
 };
 
 /** Most candles one `/api/candles` request may ask for. */
-export const MAX_CANDLES = 10_000;
+const MAX_CANDLES = 10_000;
 
 /** A parsed request, or the one line saying what is wrong with it. */
 export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };

@@ -6,6 +6,7 @@ import {
   foldCandles,
 } from "../candles/mod.ts";
 import { type Logger, silentLogger } from "../log.ts";
+import { errorText } from "../text.ts";
 
 /** What a live subscriber receives: a candle that changed, or the database's state. */
 export type LiveEvent =
@@ -251,7 +252,7 @@ export class LiveFeed {
       subscription.listener(event);
     } catch (error) {
       // A subscriber that cannot take an event (a closed stream) must not stop the others.
-      this.#logger.debug(`Live subscriber failed: ${(error as Error).message}`);
+      this.#logger.debug(`Live subscriber failed: ${errorText(error)}`);
     }
   }
 

@@ -16,6 +16,7 @@ import { redact } from "../redact.ts";
 import { parseCandleParams, parseLiveParams } from "./api.ts";
 import { ASSETS } from "./assets.ts";
 import { type LiveEvent, LiveFeed } from "./live.ts";
+import { errorText } from "../text.ts";
 
 /** Settings of `serveChart`. */
 export interface ChartServerOptions {
@@ -99,7 +100,7 @@ export function serveChart(options: ChartServerOptions): ChartServer {
     if (isConnectionFailure(error)) {
       return { status: 503, message: describeDatabaseError(error, database) };
     }
-    const detail = error instanceof Error ? error.message : String(error);
+    const detail = errorText(error);
     logger.warn(`${action} failed: ${redact(detail)}`);
     return { status: 500, message: `${action}: ${detail}` };
   }
@@ -246,7 +247,7 @@ export function serveChart(options: ChartServerOptions): ChartServer {
         `Cannot serve the chart on ${where}: the port is in use (choose another with --port)`,
       );
     }
-    throw new UserError(`Cannot serve the chart on ${where}: ${(error as Error).message}`);
+    throw new UserError(`Cannot serve the chart on ${where}: ${errorText(error)}`);
   }
   const port = server.addr.port;
   const host = hostname.includes(":") ? `[${hostname}]` : hostname;

@@ -1,6 +1,8 @@
 import type { Sql } from "postgres";
 import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
+import { errorText } from "../text.ts";
+import { systemClock } from "../timers.ts";
 import { compareVersions, type SchemaMode } from "./server_info.ts";
 import ticksPortable from "../../sql/001_ticks.portable.sql" with { type: "text" };
 import ticksTimescale from "../../sql/001_ticks.timescaledb.sql" with { type: "text" };
@@ -38,7 +40,7 @@ export interface Migration {
 }
 
 /** First TimescaleDB version with `CREATE TABLE ... WITH (tsdb.hypertable)`. */
-export const TSDB_WITH_SYNTAX = "2.20.0";
+const TSDB_WITH_SYNTAX = "2.20.0";
 
 /** The schema, in order. SQL is imported as text so a compiled binary carries it. */
 export const MIGRATIONS: Migration[] = [
@@ -161,8 +163,7 @@ export async function migrate(
   },
 ): Promise<MigrationResult> {
   const logger = options.logger ?? silentLogger;
-  const sleep = options.sleep ??
-    ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const sleep = options.sleep ?? systemClock.sleep;
   const migrations = [...(options.migrations ?? MIGRATIONS)].sort((a, b) => a.version - b.version);
   const reserved = await sql.reserve();
   // Once the connection is lost, nothing more may be sent on it (see `connectionLost`):
@@ -228,7 +229,7 @@ export async function migrate(
           break;
         } catch (error) {
           if (!lost) await guard(() => reserved.unsafe("ROLLBACK")).catch(() => {});
-          let message = error instanceof Error ? error.message : String(error);
+          let message = errorText(error);
           if (!lost && attempt < TRANSIENT_ATTEMPTS && isTransient(error)) {
             logger.warn(`Migration ${label} met a concurrent job (${message}); retrying`);
             await sleep(250 * attempt);

@@ -8,7 +8,7 @@ export type SchemaMode = "timescaledb" | "portable";
 export type RequestedMode = "auto" | SchemaMode;
 
 /** The oldest TimescaleDB the schema supports: hierarchical continuous aggregates need 2.9. */
-export const MIN_TIMESCALEDB = "2.9.0";
+const MIN_TIMESCALEDB = "2.9.0";
 
 /** What the server offers, read once before migrating. */
 export interface ServerInfo {

@@ -2,7 +2,7 @@ import type { ISql, Sql } from "postgres";
 import { UserError } from "../errors.ts";
 
 /** Why a symbol's ticks may be missing over an interval (see sql/007_gaps.sql). */
-export const GAP_REASONS = [
+const GAP_REASONS = [
   "disconnected",
   "stalled",
   "refused",
@@ -55,7 +55,7 @@ interface GapRow {
 }
 
 /** A row of `tickpipe_gaps` as a `Gap`. */
-export function toGap(row: GapRow): Gap {
+function toGap(row: GapRow): Gap {
   return {
     id: Number(row.gap_id),
     symbol: row.symbol,

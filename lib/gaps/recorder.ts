@@ -1,7 +1,7 @@
 import type { Sql } from "postgres";
 import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import type { ConnectionEvent } from "../twelvedata/client.ts";
+import type { ConnectionEvent } from "../twelvedata/client_options.ts";
 import { checkGapSchema, closeOngoingGaps, type Gap, type GapReason, recordGap } from "./log.ts";
 import {
   findCrashedRuns,
@@ -13,6 +13,7 @@ import {
   startRun,
   stopRun,
 } from "./runs.ts";
+import { errorText } from "../text.ts";
 
 /** Settings of `GapRecorder.start`. */
 export interface GapRecorderOptions {
@@ -106,7 +107,7 @@ export class GapRecorder {
     } catch (error) {
       if (error instanceof UserError) throw error;
       recorder.#logger.warn("Cannot check the gap log's schema now; recording anyway", {
-        error: (error as Error).message,
+        error: errorText(error),
       });
     }
     const run = recorder.#run;
@@ -309,7 +310,7 @@ export class GapRecorder {
             "gap-log",
             "warn",
             `Cannot record ${op.what} in the gap log now; retrying`,
-            { error: (error as Error).message },
+            { error: errorText(error) },
             { perWindow: 1, windowMs: 30_000 },
           );
           this.#retryTimer = setTimeout(() => {

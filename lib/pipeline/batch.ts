@@ -1,4 +1,24 @@
-import type { Row } from "./sequencer.ts";
+/**
+ * One `crypto_ticks` row, final: `seq` and `volume` are assigned once, when the tick is
+ * accepted (`TickSequencer`), so a retried or spooled batch writes identical rows.
+ */
+export interface Row {
+  timeMs: number;
+  symbol: string;
+  price: number;
+  dayVolume: number | null;
+  bid: number | null;
+  ask: number | null;
+  /** This tick's own traded volume (null without a day volume). */
+  volume: number | null;
+  /** Microseconds since epoch plus the arrival ordinal within the timestamp. */
+  seq: number;
+  /**
+   * When the pipeline accepted the tick (`performance.now()`), for tick→commit latency;
+   * NaN for rows read back from the spool (another process's clock, or this one's restarted).
+   */
+  receivedAt: number;
+}
 
 /** A group of rows written in one transaction under one id (`tickpipe_batches.batch_id`). */
 export interface Batch {

@@ -1,8 +1,8 @@
 import { type Logger, silentLogger } from "../log.ts";
-import { type Batch, newBatch } from "./batch.ts";
-import type { Row } from "./sequencer.ts";
+import { type Batch, newBatch, type Row } from "./batch.ts";
 import type { Spool } from "./spool.ts";
-import { fmt } from "./text.ts";
+import { formatCount } from "../text.ts";
+import { systemTimers, type TimerId, type Timers } from "../timers.ts";
 
 /** Settings of `Batcher`; the defaults are explained in docs of `BATCHER_DEFAULTS`. */
 export interface BatcherOptions {
@@ -17,11 +17,13 @@ export interface BatcherOptions {
   /** Where rows go beyond `memoryCap`; without one they are dropped (counted, logged). */
   spool?: Spool | undefined;
   logger?: Logger;
+  /** The flush timer's (tests drive time with their own). */
+  timers?: Timers;
 }
 
 /**
- * Defaults, measured on 2 cores with PostgreSQL on the same machine (tasks/_bench_writer.ts,
- * tasks/_bench_pipeline.ts): the unnest write reaches ~100k rows/s at 1000 rows per batch and
+ * Defaults, measured on 2 cores with PostgreSQL on the same machine (`deno task bench
+ * --batch-size N`, its `db_ticks_per_s`): the unnest write reaches ~100k rows/s at 1000 rows per batch and
  * flattens at ~110k from 5000 (20,000 gains nothing, costs latency); 100 ms keeps a quiet
  * feed's latency low while a busy one fills batches by size first. 50,000 rows in memory
  * (~12 MB of Row objects, ~0.4 s of writing) before ticks go to the spool: with 200,000 the
@@ -62,7 +64,8 @@ export class Batcher {
   /** The memory batch `next` handed out, until `done` or `abandon`. */
   #inFlight: Batch | undefined;
   #held = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timers: Timers;
+  #timer: TimerId | undefined;
   #wake: (() => void) | undefined;
   #readyWaiters: (() => void)[] = [];
   #spooling = false;
@@ -78,6 +81,7 @@ export class Batcher {
     this.#memoryCap = options.memoryCap ?? BATCHER_DEFAULTS.memoryCap;
     this.#highWater = Math.min(options.highWater ?? BATCHER_DEFAULTS.highWater, this.#memoryCap);
     this.#logger = options.logger ?? silentLogger;
+    this.#timers = options.timers ?? systemTimers;
     if (!(this.#maxBatch >= 1) || !(this.#maxWaitMs >= 0) || !(this.#memoryCap >= 1)) {
       throw new RangeError("Cannot create a batcher: maxBatch and memoryCap must be at least 1");
     }
@@ -131,7 +135,7 @@ export class Batcher {
       this.#logger.limited(
         "batcher-cap",
         "warn",
-        `Memory cap reached (${fmt(this.#memoryCap)} ticks): spooling to disk`,
+        `Memory cap reached (${formatCount(this.#memoryCap)} ticks): spooling to disk`,
         { dir: this.#spool!.dir },
         { perWindow: 1, windowMs: 60_000 },
       );
@@ -149,7 +153,7 @@ export class Batcher {
     if (this.#current.length >= this.#maxBatch) this.#release();
     else if (this.#current.length === 1) {
       this.#currentBornAt = performance.now();
-      this.#timer = setTimeout(this.#onTimer, this.#maxWaitMs);
+      this.#timer = this.#timers.setTimeout(this.#onTimer, this.#maxWaitMs);
     }
     return "queued";
   }
@@ -304,7 +308,7 @@ export class Batcher {
       this.#logger.limited(
         "batcher-spool-full",
         "warn",
-        `The spool is full (${fmt(this.#spool!.bytes)} bytes): new ticks stay in memory`,
+        `The spool is full (${formatCount(this.#spool!.bytes)} bytes): new ticks stay in memory`,
         { dir: this.#spool!.dir },
         { perWindow: 1, windowMs: 60_000 },
       );
@@ -316,7 +320,7 @@ export class Batcher {
     if (!this.#spooling || this.#spool!.rows > 0) return;
     this.#spooling = false;
     if (this.#drained > 0) {
-      this.#logger.info(`Spool drained (${fmt(this.#drained)} ticks): back to memory`);
+      this.#logger.info(`Spool drained (${formatCount(this.#drained)} ticks): back to memory`);
     }
     this.#drained = 0;
     this.#notifyReady();
@@ -335,7 +339,7 @@ export class Batcher {
       "batcher-drop",
       "error",
       `Cannot keep ticks: ${
-        fmt(this.#memoryCap)
+        formatCount(this.#memoryCap)
       } held in memory and ${why}; dropping new ticks until the database catches up`,
       { dropped: this.#dropped },
       { perWindow: 1, windowMs: 60_000 },
@@ -357,7 +361,7 @@ export class Batcher {
 
   #clearTimer(): void {
     if (this.#timer !== undefined) {
-      clearTimeout(this.#timer);
+      this.#timers.clearTimeout(this.#timer);
       this.#timer = undefined;
     }
   }

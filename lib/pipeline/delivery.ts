@@ -1,6 +1,7 @@
 import type { Sql } from "postgres";
+import { backoffDelay } from "../backoff.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { type Batch, subBatchId } from "./batch.ts";
+import { type Batch, type Row, subBatchId } from "./batch.ts";
 import {
   quarantine,
   type QuarantinedRow,
@@ -8,9 +9,8 @@ import {
   type Refusal,
   refusalOf,
 } from "./quarantine.ts";
-import type { Row } from "./sequencer.ts";
 import type { TickWriter } from "./writer.ts";
-import { errorText, fmt } from "./text.ts";
+import { errorText, formatCount } from "../text.ts";
 
 /** Settings of `Delivery`. */
 export interface DeliveryOptions {
@@ -98,7 +98,7 @@ export class Delivery {
     this.#lastPrune = performance.now();
     try {
       const n = await this.#writer.prune();
-      if (n > 0) this.#logger.debug(`Pruned ${fmt(n)} old batch records`);
+      if (n > 0) this.#logger.debug(`Pruned ${formatCount(n)} old batch records`);
     } catch (error) {
       this.#logger.debug("Cannot prune old batch records", { error: errorText(error) });
     }
@@ -189,7 +189,9 @@ export class Delivery {
     this.#logger.limited(
       "quarantine",
       "error",
-      `The database refused ${fmt(refused.length)} ticks (${first.reason}: ${first.message}); ` +
+      `The database refused ${
+        formatCount(refused.length)
+      } ticks (${first.reason}: ${first.message}); ` +
         `quarantined ${stored.file ? `in ${stored.file}` : "in tickpipe_quarantine"}, the rest ` +
         "of their batches written (inspect: deno task quarantine list; once fixed: deno task " +
         "quarantine replay)",
@@ -268,21 +270,24 @@ export class Delivery {
     const seconds = Math.round((Date.now() - this.failingSince) / 1000);
     const { memory, spooled } = this.#waiting();
     this.#logger.info(
-      `Database reachable again after ${seconds}s: draining ${fmt(memory + spooled)} waiting ticks`,
+      `Database reachable again after ${seconds}s: draining ${
+        formatCount(memory + spooled)
+      } waiting ticks`,
     );
     this.failingSince = undefined;
   }
 
   async #backoff(attempt: number): Promise<void> {
-    const cap = Math.min(this.#retryMaxMs, this.#retryInitialMs * 2 ** Math.min(attempt, 20));
-    const delay = Math.round(cap / 2 + Math.random() * cap / 2);
+    const delay = backoffDelay(attempt, this.#retryInitialMs, this.#retryMaxMs);
     const { memory, spooled } = this.#waiting();
     this.#logger.limited(
       "pipeline-retry",
       "warn",
-      `Database unreachable: ${fmt(memory + spooled)} ticks waiting (${fmt(memory)} in memory, ${
-        fmt(spooled)
-      } spooled); retrying in ${delay >= 1000 ? `${Math.round(delay / 1000)}s` : `${delay}ms`}`,
+      `Database unreachable: ${formatCount(memory + spooled)} ticks waiting (${
+        formatCount(memory)
+      } in memory, ${formatCount(spooled)} spooled); retrying in ${
+        delay >= 1000 ? `${Math.round(delay / 1000)}s` : `${delay}ms`
+      }`,
       { error: this.lastError },
       { perWindow: 1, windowMs: 5000 },
     );

@@ -12,14 +12,12 @@ export class LatencySampler {
   sample(batch: Batch): void {
     const rows = batch.rows;
     if (rows.length === 0 || batch.spooled) return;
-    const wall = Date.now();
-    const mono = performance.now();
+    const now = performance.now();
     const step = Math.max(1, Math.floor(rows.length / SAMPLES_PER_BATCH));
     for (let i = 0; i < rows.length; i += step) {
       const at = rows[i]!.receivedAt;
       if (!Number.isFinite(at)) continue;
-      // Above 1e12 a receipt time is Date.now(), below performance.now().
-      this.#samples[this.#count++ % SAMPLES] = (at > 1e12 ? wall : mono) - at;
+      this.#samples[this.#count++ % SAMPLES] = now - at;
     }
   }
 

@@ -9,15 +9,9 @@ import { quarantineDir } from "./quarantine.ts";
 import { type SeedRow, seedState, TickSequencer } from "./sequencer.ts";
 import type { SpoolFault } from "./spool.ts";
 import { SpoolKeeper } from "./spool_keeper.ts";
-import {
-  checkPriceFields,
-  type PriceFields,
-  RejectCounter,
-  type Tick,
-  validateTick,
-} from "./tick.ts";
+import type { PriceEvent } from "../twelvedata/price.ts";
 import { TickWriter, type WriteMethod } from "./writer.ts";
-import { errorText, fmt } from "./text.ts";
+import { errorText, formatCount } from "../text.ts";
 
 /** Settings of `IngestPipeline.open`. */
 export interface PipelineOptions {
@@ -56,10 +50,8 @@ export interface PipelineOptions {
 
 /** Counters and gauges of a running pipeline. */
 export interface PipelineStats {
-  /** Ticks handed to `push`/`pushRaw`, including rejected and dropped ones. */
+  /** Ticks handed to `pushPrice`, dropped ones included. */
   received: number;
-  rejected: number;
-  rejectedByReason: Record<string, number>;
   /** Rows committed (including batches found to have landed on an earlier attempt). */
   written: number;
   /** Rows held in memory (forming, queued, being written). */
@@ -99,8 +91,8 @@ const TICK_MS = 50;
 const ABORT_WAIT_MS = 2000;
 
 /**
- * The ingest pipeline: validated ticks in, rows in PostgreSQL out, exactly once, at most
- * the last second of ticks at risk (docs/durability.md). `push` is synchronous and cheap: it
+ * The ingest pipeline: price events in, rows in PostgreSQL out, exactly once, at most
+ * the last second of ticks at risk (docs/durability.md). `pushPrice` is synchronous and cheap: it
  * assigns seq and volume (once, in arrival order) and hands the row to the `Batcher`; one
  * loop writes batches through `Delivery`. Rows that wait in memory longer than
  * `spoolAfterMs`, past `memoryCap`, or while the database fails, go to this process's spool
@@ -114,7 +106,6 @@ export class IngestPipeline {
   #batcher: Batcher;
   #delivery: Delivery;
   #spoolAfterMs: number;
-  #rejects = new RejectCounter();
   #loop: Promise<void> | undefined;
   #tick: ReturnType<typeof setInterval> | undefined;
   #closing = false;
@@ -192,40 +183,13 @@ export class IngestPipeline {
     return pipeline;
   }
 
-  /** Accepts one validated tick: assigns seq and volume and queues (or spools) its row. */
-  push(tick: Tick): PushResult {
-    this.#received++;
-    if (this.#closing) throw new TypeError("Cannot push to a closed pipeline");
-    const result = this.#batcher.push(this.#sequencer.assign(tick));
-    if (result !== "dropped") this.#accepted++;
-    return result;
-  }
-
-  /** Validates `raw` (see `validateTick`) and pushes it; rejections are counted by reason. */
-  pushRaw(raw: unknown): PushResult | "rejected" {
-    const result = validateTick(raw);
-    if (!result.ok) {
-      this.#received++;
-      this.#rejects.add(result.reason);
-      return "rejected";
-    }
-    return this.push(result.tick);
-  }
-
   /**
-   * Pushes a `price` event the Twelve Data client has already parsed and checked with its
-   * schema: only the rules that schema does not enforce are checked here (`checkPriceFields`),
-   * and the row is built straight from the event. Rejections are counted by reason.
+   * The one way in: takes a tick the Twelve Data client has parsed (a `PriceEvent` is valid
+   * by `PRICE_LIMITS`), assigns its seq and volume, and queues (or spools) its row.
    */
-  pushPrice(event: PriceFields): PushResult | "rejected" {
-    const reason = checkPriceFields(event, Date.now());
-    if (reason !== undefined) {
-      this.#received++;
-      this.#rejects.add(reason);
-      return "rejected";
-    }
-    this.#received++;
+  pushPrice(event: PriceEvent): PushResult {
     if (this.#closing) throw new TypeError("Cannot push to a closed pipeline");
+    this.#received++;
     const result = this.#batcher.push(this.#sequencer.assignPrice(event, performance.now()));
     if (result !== "dropped") this.#accepted++;
     return result;
@@ -248,12 +212,6 @@ export class IngestPipeline {
     const rows = await this.#keeper.adoptOrphans();
     this.#leftoverRows += rows;
     return rows;
-  }
-
-  /** Counts a tick rejected upstream (e.g. a malformed frame) with its reason. */
-  reject(reason: string): void {
-    this.#received++;
-    this.#rejects.add(reason);
   }
 
   /** True when producers that can wait should (`await ready()`). */
@@ -316,8 +274,6 @@ export class IngestPipeline {
     const spool = this.#keeper.spool;
     return {
       received: this.#received,
-      rejected: this.#rejects.total,
-      rejectedByReason: this.#rejects.byReason(),
       written: d.written,
       pendingMemory: this.#batcher.held,
       spooled: spool?.rows ?? 0,
@@ -346,7 +302,7 @@ export class IngestPipeline {
     this.#logger.limited(
       `spill:${why}`,
       "warn",
-      `Spooling to disk: ${why} (${fmt(held)} ticks held in memory written to the spool)`,
+      `Spooling to disk: ${why} (${formatCount(held)} ticks held in memory written to the spool)`,
       { dir: this.#keeper.spool?.dir },
       { perWindow: 1, windowMs: 60_000 },
     );

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import type { Sql } from "postgres";
-import type { Row } from "./sequencer.ts";
+import type { Row } from "./batch.ts";
+import { errorText } from "../text.ts";
 
 /** Why the database refused a row, from the error it returned. */
 export interface Refusal {
@@ -69,7 +70,7 @@ export function refusalOf(error: unknown): Refusal | undefined {
  * connection, resource and shutdown classes: a missing table, a privilege), as opposed to
  * a database that is away for now.
  */
-export function isPermanent(error: unknown): boolean {
+function isPermanent(error: unknown): boolean {
   const code = (error as { code?: unknown })?.code;
   return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) && !/^(08|40|53|57|58)/.test(code);
 }
@@ -148,7 +149,7 @@ export function quarantineDir(spoolRoot: string): string {
  * file is whole or absent; written again with the same content when a chunk is drained
  * twice). `deno task quarantine` moves them into the table. Returns the path.
  */
-export async function writeQuarantineFile(
+async function writeQuarantineFile(
   dir: string,
   records: QuarantineRecord[],
 ): Promise<string> {
@@ -190,7 +191,7 @@ export async function quarantine(
       return { added: items, file: await writeQuarantineFile(dir, records) };
     } catch (fileError) {
       throw new QuarantineError(
-        `Cannot quarantine ${records.length} refused rows: ${(error as Error).message}; ` +
+        `Cannot quarantine ${records.length} refused rows: ${errorText(error)}; ` +
           `nor write them under ${dir}: ${(fileError as Error).message}`,
         { cause: fileError },
       );

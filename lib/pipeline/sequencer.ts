@@ -1,24 +1,6 @@
 import type { Sql } from "postgres";
-import { currencyName, type PriceFields, type Tick } from "./tick.ts";
-
-/**
- * One `crypto_ticks` row, final: `seq` and `volume` are assigned once, when the tick is
- * accepted, so a retried or spooled batch writes identical rows.
- */
-export interface Row {
-  timeMs: number;
-  symbol: string;
-  price: number;
-  dayVolume: number | null;
-  bid: number | null;
-  ask: number | null;
-  /** This tick's own traded volume (null without a day volume). */
-  volume: number | null;
-  /** Microseconds since epoch plus the arrival ordinal within the timestamp. */
-  seq: number;
-  /** As `Tick.receivedAt`; NaN for rows read back from the spool. */
-  receivedAt: number;
-}
+import { currencyName, type PriceEvent } from "../twelvedata/price.ts";
+import type { Row } from "./batch.ts";
 
 /** The last stored tick of a symbol, from `seedState`. */
 export interface SeedRow {
@@ -57,11 +39,6 @@ const VOLUME_SCALE = 1e8;
 export class TickSequencer {
   #state = new Map<string, SymbolState>();
 
-  /** Number of symbols seen or seeded. */
-  get symbols(): number {
-    return this.#state.size;
-  }
-
   /** Starts from the last stored (or spooled) tick of each symbol. */
   seed(rows: Iterable<SeedRow>): void {
     for (const row of rows) this.observe(row);
@@ -87,19 +64,13 @@ export class TickSequencer {
     return this.#state.get(symbol)?.name;
   }
 
-  /** Turns an accepted tick into its row; call exactly once per tick, in arrival order. */
-  assign(tick: Tick): Row {
-    const s = this.#stateOf(tick.symbol, tick.currencyBase, tick.currencyQuote);
-    return this.#row(s, tick, tick.dayVolume ?? null, tick.receivedAt);
-  }
-
   /**
-   * As `assign`, straight from a checked `price` event (see `checkPriceFields`): no
-   * intermediate `Tick`.
+   * Turns an accepted tick into its row; call exactly once per tick, in arrival order.
+   * `receivedAt` is when it was accepted (`performance.now()`).
    */
-  assignPrice(event: PriceFields, receivedAt: number): Row {
+  assignPrice(event: PriceEvent, receivedAt: number): Row {
     const s = this.#stateOf(event.symbol, event.currency_base, event.currency_quote);
-    return this.#row(s, event, event.day_volume ?? null, receivedAt);
+    return this.#row(s, event, receivedAt);
   }
 
   /** The symbol's state (created on first sight), its asset name filled once one is known. */
@@ -119,18 +90,8 @@ export class TickSequencer {
     return s;
   }
 
-  #row(
-    s: SymbolState,
-    tick: {
-      symbol: string;
-      timeMs: number;
-      price: number;
-      bid?: number | undefined;
-      ask?: number | undefined;
-    },
-    dayVolume: number | null,
-    receivedAt: number,
-  ): Row {
+  #row(s: SymbolState, tick: PriceEvent, receivedAt: number): Row {
+    const dayVolume = tick.day_volume ?? null;
     const t = tick.timeMs * 1000;
     let seq: number;
     if (t > s.lastSeq) {

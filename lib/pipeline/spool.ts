@@ -1,7 +1,6 @@
 import { join } from "node:path";
 import { type Logger, silentLogger } from "../log.ts";
-import type { Batch } from "./batch.ts";
-import type { Row } from "./sequencer.ts";
+import type { Batch, Row } from "./batch.ts";
 import {
   chunkText,
   FIRST_SEGMENT,
@@ -13,7 +12,7 @@ import {
 } from "./spool_format.ts";
 import { type Segment, SegmentQueue } from "./spool_queue.ts";
 import { closeQuietly, removeQuietly, syncDir, syncDirSync, writeAllSync } from "./files.ts";
-import { errorText, fmt } from "./text.ts";
+import { errorText, formatCount } from "../text.ts";
 
 /** Settings of `Spool.open`. */
 export interface SpoolOptions {
@@ -126,11 +125,13 @@ export class Spool {
     }
     if (spool.rows > 0 || spool.lostInCrash > 0) {
       const lost = spool.lostInCrash > 0
-        ? `; ${fmt(spool.lostInCrash)} lost in a crash (torn or corrupt lines skipped)`
+        ? `; ${formatCount(spool.lostInCrash)} lost in a crash (torn or corrupt lines skipped)`
         : "";
       (spool.lostInCrash > 0 ? spool.#logger.warn : spool.#logger.info).call(
         spool.#logger,
-        `Found ${fmt(spool.rows)} spooled ticks from a previous run${lost}; draining them first`,
+        `Found ${
+          formatCount(spool.rows)
+        } spooled ticks from a previous run${lost}; draining them first`,
         { dir, segments: spool.#queue.segments },
       );
     }
@@ -170,8 +171,8 @@ export class Spool {
     this.lostInCrash += lost;
     (lost > 0 ? this.#logger.warn : this.#logger.info).call(
       this.#logger,
-      `Adopted ${fmt(rows)} spooled ticks left in ${from} by a process that is gone${
-        lost > 0 ? `; ${fmt(lost)} lost in a crash (torn or corrupt lines skipped)` : ""
+      `Adopted ${formatCount(rows)} spooled ticks left in ${from} by a process that is gone${
+        lost > 0 ? `; ${formatCount(lost)} lost in a crash (torn or corrupt lines skipped)` : ""
       }; writing them`,
       { into: this.dir, segments: names.length },
     );

@@ -1,5 +1,4 @@
-import type { Batch } from "./batch.ts";
-import type { Row } from "./sequencer.ts";
+import type { Batch, Row } from "./batch.ts";
 
 /**
  * The spool's text format: a chunk is a header line `@<batch id>` followed by its rows, one
@@ -54,7 +53,7 @@ function field(line: string, start: number, end: number): number | null {
  * Parses one row line (without its "\n"); undefined when it is not one (corrupt). `symbols`
  * interns symbol strings, so rows read back share them.
  */
-export function parseRow(line: string, symbols?: Map<string, string>): Row | undefined {
+function parseRow(line: string, symbols?: Map<string, string>): Row | undefined {
   const t: number[] = [];
   let at = line.indexOf("\t");
   while (at !== -1 && t.length < 8) {

@@ -1,9 +1,9 @@
 import { type Logger, silentLogger } from "../log.ts";
 import type { Batcher } from "./batcher.ts";
-import type { Row } from "./sequencer.ts";
+import type { Row } from "./batch.ts";
 import type { Spool, SpoolFault } from "./spool.ts";
 import { adoptOrphansInto, openSlotSpool } from "./spool_slot.ts";
-import { errorText, fmt } from "./text.ts";
+import { errorText, formatCount } from "../text.ts";
 
 /** Settings of `SpoolKeeper`. */
 export interface SpoolKeeperOptions {
@@ -160,7 +160,9 @@ export class SpoolKeeper {
     this.#lose(this.#batcher.takeAll().reduce((n, b) => n + b.rows.length, 0));
     if (spool.rows > 0) {
       this.#logger.warn(
-        `Stopped with ${fmt(spool.rows)} ticks in the spool; they are written on the next start`,
+        `Stopped with ${
+          formatCount(spool.rows)
+        } ticks in the spool; they are written on the next start`,
         { dir: spool.dir },
       );
     }
@@ -179,7 +181,9 @@ export class SpoolKeeper {
     if (lost === 0) return;
     this.lostAtClose += lost;
     const why = this.fault?.error ?? "the spool is full";
-    this.#logger.error(`Cannot keep ${fmt(lost)} ticks at shutdown (${why}): they are lost`);
+    this.#logger.error(
+      `Cannot keep ${formatCount(lost)} ticks at shutdown (${why}): they are lost`,
+    );
   }
 
   /** Says once when the spool becomes unwritable, and once when it is writable again. */
@@ -189,7 +193,9 @@ export class SpoolKeeper {
     if (fault) {
       this.#logger.error(
         `Cannot write the spool in ${this.spool?.dir ?? this.#root}: ${fault.error}; ` +
-          `running memory-only (up to ${fmt(this.#options.memoryCap)} ticks held, newer ones ` +
+          `running memory-only (up to ${
+            formatCount(this.#options.memoryCap)
+          } ticks held, newer ones ` +
           "dropped while the database is away) until it is writable, /healthz failing meanwhile",
       );
     } else {

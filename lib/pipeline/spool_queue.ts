@@ -1,8 +1,7 @@
 import { type Logger, silentLogger } from "../log.ts";
-import type { Batch } from "./batch.ts";
-import type { Row } from "./sequencer.ts";
+import type { Batch, Row } from "./batch.ts";
 import { type Damage, SegmentReader } from "./spool_format.ts";
-import { errorText } from "./text.ts";
+import { errorText } from "../text.ts";
 
 /** A spool segment file: its rows and size. */
 export interface Segment {

@@ -1,7 +1,6 @@
 import { finished } from "node:stream/promises";
 import type { Sql, TransactionSql } from "postgres";
-import type { Batch } from "./batch.ts";
-import type { Row } from "./sequencer.ts";
+import type { Batch, Row } from "./batch.ts";
 
 /** How a batch is sent: `COPY ... FROM STDIN` or one `INSERT ... SELECT FROM unnest(...)`. */
 export type WriteMethod = "copy" | "unnest";
@@ -13,7 +12,8 @@ export type WriteOutcome = "written" | "landed";
 export interface WriterOptions {
   /**
    * Default "unnest": one atomic statement, robust when connections die (see `#writeCopy`);
-   * "copy" is ~10% faster at 5000-row batches here (tasks/_bench_writer.ts).
+   * "copy" is slower through postgres.js 3.4.9 (Nagle's algorithm: ~40 ms per COPY; compare
+   * with `deno task bench --method copy`).
    */
   method?: WriteMethod;
   /** The `crypto_assets.name` for a symbol not yet known to this process. */

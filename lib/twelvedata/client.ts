@@ -1,151 +1,39 @@
-import type { Config } from "../config.ts";
-import { UserError } from "../errors.ts";
+import type { Backoff } from "../backoff.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { redact, redactUrl, registerSecret } from "../redact.ts";
+import { redact, redactUrl } from "../redact.ts";
+import type { TimerId, Timers } from "../timers.ts";
+import {
+  type ClientOptions,
+  clientSettings,
+  type ClientState,
+  type ClientStats,
+  type ConnectionEvent,
+} from "./client_options.ts";
 import { AuthError } from "./errors.ts";
-import { parseFrame, type SubscribeStatusEvent, type TwelveDataEvent } from "./events.ts";
-import { Backoff } from "./backoff.ts";
+import type { SubscribeStatusEvent, TwelveDataEvent } from "./events.ts";
+import { FrameReader } from "./frame_reader.ts";
+import { Keepalive } from "./keepalive.ts";
 import { refusalLine } from "./refusals.ts";
+import { closeSocket, openSocket } from "./socket.ts";
 import { Subscriptions } from "./subscriptions.ts";
 import { checkApiKey, TwelveDataRest } from "./rest.ts";
 import { normalizeSymbols, type SymbolsInput, symbolsParam, type SymbolSpec } from "./symbols.ts";
+import { errorText } from "../text.ts";
 
-/** Where the client is in its life. */
-export type ClientState =
-  | "idle"
-  | "connecting"
-  | "open"
-  | "waiting"
-  | "closing"
-  | "closed"
-  | "failed";
-
-/**
- * A change of the connection, for observers such as the gap log: `open` (connected and
- * subscribing; `reconnect` after the first), `dropped` (a connection lost without being
- * asked to close), `stalled` (the watchdog gave up on a silent connection), `refused` (the
- * server refused `symbol` at subscribe, with its reason). `atMs` is the wall-clock time.
- */
-export type ConnectionEvent =
-  | { type: "open"; atMs: number; reconnect: boolean }
-  | { type: "dropped"; atMs: number; code: number; reason: string }
-  | { type: "stalled"; atMs: number; silentMs: number }
-  | { type: "refused"; atMs: number; symbol: string; reason: string };
-
-/** Options of `TwelveDataClient`; only the first three are required. */
-export interface ClientOptions {
-  apiKey: string;
-  /** e.g. `wss://ws.twelvedata.com/v1/quotes/price`. */
-  wsUrl: string;
-  /** REST base, used to check the key when connecting fails. */
-  apiUrl: string;
-  /** How the key travels: the `X-TD-APIKEY` header (default) or the `apikey` query parameter. */
-  auth?: "header" | "query";
-  logger?: Logger;
-  /**
-   * Called synchronously for every event, on the socket's own turn: the cheapest way
-   * to consume the stream. Throwing is logged and does not stop the stream.
-   */
-  onEvent?: (event: TwelveDataEvent) => void;
-  /** Called on every connection change (see `ConnectionEvent`); throwing is logged and ignored. */
-  onConnection?: (event: ConnectionEvent) => void;
-  /** Interval of `{"action":"heartbeat"}` (default 10 s). */
-  heartbeatMs?: number;
-  /** Reconnect after this long without any frame, heartbeat replies included (default 30 s). */
-  watchdogMs?: number;
-  /** First reconnect delay (default 500 ms), doubled per failure up to `backoffCapMs`. */
-  backoffBaseMs?: number;
-  /** Longest reconnect delay (default 30 s). */
-  backoffCapMs?: number;
-  /**
-   * When the key is refused after it has worked (a billing blip, a key restored later), the
-   * client keeps trying instead of failing: first after this long (default 1 min), doubled
-   * per refusal up to `authRetryCapMs` (default 15 min), jittered. A key refused at the
-   * first connection is still fatal (`AuthError`).
-   */
-  authRetryBaseMs?: number;
-  /** Longest wait between attempts while the key is refused (default 15 min). */
-  authRetryCapMs?: number;
-  /** Give up on one connection attempt after this long (default 10 s). */
-  connectTimeoutMs?: number;
-  /** How long `close()` waits for the server to confirm the reset (default 2 s). */
-  closeTimeoutMs?: number;
-  /** Warn when more events than this wait in the iterator's queue (default 100,000). */
-  queueWarnAt?: number;
+/** `Promise.withResolvers`, its rejection handled: a failure nobody awaits must not crash. */
+function settled<T>(): PromiseWithResolvers<T> {
+  const resolvers = Promise.withResolvers<T>();
+  resolvers.promise.catch(() => {});
+  return resolvers;
 }
-
-/** A snapshot of the client's counters. */
-export interface ClientStats {
-  state: ClientState;
-  connected: boolean;
-  /** Every frame received, malformed ones included. */
-  frames: number;
-  /** Valid price events. */
-  ticks: number;
-  malformed: number;
-  unknown: number;
-  heartbeats: number;
-  connectAttempts: number;
-  /** Successful connections after the first one. */
-  reconnects: number;
-  /** Symbols currently wanted (refused ones excluded), by key ("AAPL", "RY:TSX"). */
-  subscribed: string[];
-  /** Symbols the server refused, with its reason; they are not resubscribed. */
-  refused: Record<string, string>;
-  /** Event time (epoch ms) of the last tick per symbol. */
-  lastTickMs: Record<string, number>;
-  /** Events waiting in the async iterator's queue. */
-  queued: number;
-  /** Epoch ms since which the key has been refused, after it had worked; else undefined. */
-  keyRefusedSince: number | undefined;
-  /**
-   * Epoch ms since which no symbol has been live (the connection down, or no symbol
-   * confirmed nor ticking on it yet); undefined while the stream is live.
-   */
-  notLiveSince: number | undefined;
-}
-
-/** The `twelveData` section of the configuration as client options; throws if no key is set. */
-export function clientOptionsFromConfig(
-  twelveData: Config["twelveData"],
-): Pick<ClientOptions, "apiKey" | "wsUrl" | "apiUrl" | "auth"> {
-  if (!twelveData.apiKey) {
-    throw new UserError(
-      "Cannot connect to Twelve Data: TWELVEDATA_API_KEY is not set (the simulator accepts any key, e.g. demo)",
-    );
-  }
-  return {
-    apiKey: twelveData.apiKey,
-    wsUrl: twelveData.wsUrl,
-    apiUrl: twelveData.apiUrl,
-    auth: twelveData.auth,
-  };
-}
-
-function deferred<T>() {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  promise.catch(() => {}); // a rejection nobody awaits must not crash the process
-  return { promise, resolve, reject };
-}
-
-const delay = (ms: number) => {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const promise = new Promise<void>((resolve) => timer = setTimeout(resolve, ms));
-  return { promise, cancel: () => clearTimeout(timer) };
-};
 
 /**
  * A resilient client for Twelve Data's real-time WebSocket: heartbeats, a no-data
  * watchdog, reconnects with capped exponential backoff and jitter, resubscription
  * (minus refused symbols), a fatal `AuthError` for a bad key, and a graceful close.
  *
- * Consume events with the `onEvent` option (synchronous, no per-event allocation
- * beyond the parsed frame) or `for await (const batch of client.batches())`.
+ * Events go to the `onEvent` option, synchronously (no per-event allocation beyond the
+ * parsed frame); connection changes to `onConnection`. Every wait runs on `timers`.
  */
 export class TwelveDataClient {
   #apiKey: string;
@@ -155,99 +43,57 @@ export class TwelveDataClient {
   #logger: Logger;
   #onEvent: ((event: TwelveDataEvent) => void) | undefined;
   #onConnection: ((event: ConnectionEvent) => void) | undefined;
-  #heartbeatMs: number;
-  #watchdogMs: number;
   #backoff: Backoff;
   #authBackoff: Backoff;
   #connectTimeoutMs: number;
   #closeTimeoutMs: number;
-  #queueWarnAt: number;
+  #timers: Timers;
+  #keepalive: Keepalive;
 
   #state: ClientState = "idle";
   #ws: WebSocket | undefined;
   #everOpened = false;
   #failures = 0;
   #keyRefusedSince: number | undefined;
-  #notLiveSince: number | undefined = Date.now();
-  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
-  #heartbeatTimer: ReturnType<typeof setInterval> | undefined;
-  #watchdogTimer: ReturnType<typeof setInterval> | undefined;
-  #watchFrames = 0;
-  #watchSince = 0;
+  #reconnectTimer: TimerId | undefined;
   #keyCheck: Promise<void> | undefined;
   #zombies = new Set<Promise<void>>();
 
   #subscriptions = new Subscriptions();
-  #lastTick = new Map<string, number>();
-  #live = false;
-
-  #frames = 0;
-  #ticks = 0;
-  #malformed = 0;
-  #unknown = 0;
-  #heartbeats = 0;
+  #reader: FrameReader;
   #heartbeatsSent = 0;
   #connectAttempts = 0;
   #reconnects = 0;
 
-  #queue: TwelveDataEvent[] | undefined;
-  #wake: (() => void) | undefined;
   #closeFence: { heartbeats: number; resolve: () => void } | undefined;
-  #opened = deferred<void>();
-  #closed = deferred<void>();
+  #opened = settled<void>();
+  #closed = settled<void>();
   #closing: Promise<void> | undefined;
   #fatal: Error | undefined;
 
   constructor(options: ClientOptions) {
-    if (!options.apiKey) {
-      throw new TypeError("Cannot create the Twelve Data client: no API key");
-    }
-    registerSecret(options.apiKey);
-    this.#apiKey = options.apiKey;
-    try {
-      this.#wsUrl = new URL(options.wsUrl);
-    } catch {
-      throw new TypeError(`Cannot create the Twelve Data client: invalid WebSocket URL`);
-    }
-    if (this.#wsUrl.protocol !== "ws:" && this.#wsUrl.protocol !== "wss:") {
-      throw new TypeError(
-        `Cannot create the Twelve Data client: ${
-          redactUrl(this.#wsUrl)
-        } is not a ws:// or wss:// URL`,
-      );
-    }
-    this.#auth = options.auth ?? "header";
-    this.#rest = new TwelveDataRest({ apiKey: options.apiKey, apiUrl: options.apiUrl });
+    const settings = clientSettings(options);
+    this.#apiKey = settings.apiKey;
+    this.#wsUrl = settings.wsUrl;
+    this.#auth = settings.auth;
+    this.#rest = new TwelveDataRest({ apiKey: settings.apiKey, apiUrl: options.apiUrl });
     this.#logger = options.logger ?? silentLogger;
     this.#onEvent = options.onEvent;
     this.#onConnection = options.onConnection;
-    this.#heartbeatMs = options.heartbeatMs ?? 10_000;
-    this.#watchdogMs = options.watchdogMs ?? 30_000;
-    this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
-    this.#closeTimeoutMs = options.closeTimeoutMs ?? 2_000;
-    this.#queueWarnAt = options.queueWarnAt ?? 100_000;
-    if (!(this.#watchdogMs > this.#heartbeatMs)) {
-      throw new RangeError(
-        `Cannot create the Twelve Data client: watchdogMs (${this.#watchdogMs}) must be longer than heartbeatMs (${this.#heartbeatMs})`,
-      );
-    }
-    const backoff = (what: string, base: number, cap: number) => {
-      try {
-        return new Backoff(base, cap);
-      } catch {
-        throw new RangeError(`Cannot create the Twelve Data client: ${what}`);
-      }
-    };
-    this.#backoff = backoff(
-      "backoff needs 0 < backoffBaseMs <= backoffCapMs",
-      options.backoffBaseMs ?? 500,
-      options.backoffCapMs ?? 30_000,
-    );
-    this.#authBackoff = backoff(
-      "backoff needs 0 < authRetryBaseMs <= authRetryCapMs",
-      options.authRetryBaseMs ?? 60_000,
-      options.authRetryCapMs ?? 900_000,
-    );
+    this.#backoff = settings.backoff;
+    this.#authBackoff = settings.authBackoff;
+    this.#connectTimeoutMs = settings.connectTimeoutMs;
+    this.#closeTimeoutMs = settings.closeTimeoutMs;
+    this.#timers = settings.timers;
+    this.#reader = new FrameReader({ logger: this.#logger, timers: this.#timers });
+    this.#keepalive = new Keepalive({
+      heartbeatMs: settings.heartbeatMs,
+      watchdogMs: settings.watchdogMs,
+      timers: this.#timers,
+      frames: () => this.#reader.frames,
+      sendHeartbeat: () => this.#sendHeartbeat(),
+      onSilence: (silentMs) => this.#stalled(silentMs),
+    });
   }
 
   /**
@@ -301,53 +147,13 @@ export class TwelveDataClient {
     return {
       state: this.#state,
       connected: this.#state === "open",
-      frames: this.#frames,
-      ticks: this.#ticks,
-      malformed: this.#malformed,
-      unknown: this.#unknown,
-      heartbeats: this.#heartbeats,
+      ...this.#reader.counts(),
       connectAttempts: this.#connectAttempts,
       reconnects: this.#reconnects,
       subscribed: this.#subscriptions.wanted,
       refused: this.#subscriptions.refused,
-      lastTickMs: Object.fromEntries(this.#lastTick),
-      queued: this.#queue?.length ?? 0,
       keyRefusedSince: this.#keyRefusedSince,
-      notLiveSince: this.#notLiveSince,
     };
-  }
-
-  /**
-   * The events as batches (everything that arrived since the previous pull): one
-   * promise per batch, not per event. Ends after `close()`; throws the fatal error.
-   * Events are buffered only while a batch iterator is active; one at a time.
-   */
-  async *batches(): AsyncGenerator<TwelveDataEvent[], void, undefined> {
-    if (this.#queue) throw new TypeError("Cannot iterate the client twice at once");
-    this.#queue = [];
-    try {
-      while (true) {
-        if (this.#queue.length > 0) {
-          const batch = this.#queue;
-          this.#queue = [];
-          yield batch;
-          continue;
-        }
-        if (this.#state === "closed" || this.#state === "failed") {
-          if (this.#fatal) throw this.#fatal;
-          return;
-        }
-        await new Promise<void>((resolve) => this.#wake = resolve);
-      }
-    } finally {
-      this.#queue = undefined;
-      this.#wake = undefined;
-    }
-  }
-
-  /** The events one by one (convenience over `batches()`). */
-  async *[Symbol.asyncIterator](): AsyncGenerator<TwelveDataEvent, void, undefined> {
-    for await (const batch of this.batches()) yield* batch;
   }
 
   /**
@@ -367,14 +173,13 @@ export class TwelveDataClient {
     if (ws && ws.readyState === WebSocket.OPEN) {
       // A WebSocket discards frames that arrive after close(): first make the server stop,
       // fenced by a heartbeat whose reply comes after the reset is processed.
-      const fence = deferred<void>();
+      const fence = Promise.withResolvers<void>();
       this.#send({ action: "reset" });
-      this.#send({ action: "heartbeat" });
-      this.#heartbeatsSent++;
+      this.#sendHeartbeat();
       this.#closeFence = { heartbeats: this.#heartbeatsSent, resolve: () => fence.resolve() };
-      const timeout = delay(this.#closeTimeoutMs);
-      await Promise.race([fence.promise, timeout.promise]);
-      timeout.cancel();
+      const timeout = this.#timers.setTimeout(() => fence.resolve(), this.#closeTimeoutMs);
+      await fence.promise;
+      this.#timers.clearTimeout(timeout);
       this.#closeFence = undefined;
     }
     if (ws) this.#abandon(ws, 1000, "client closing");
@@ -384,17 +189,15 @@ export class TwelveDataClient {
     if (!failed) {
       this.#state = "closed";
       this.#closed.resolve();
-      this.#logger.info("Closed the Twelve Data connection", { ticks: this.#ticks });
+      this.#logger.info("Closed the Twelve Data connection", { ticks: this.#reader.ticks });
     }
     this.#opened.resolve();
-    this.#wakeUp();
   }
 
   #stopTimers(): void {
-    clearTimeout(this.#reconnectTimer);
-    clearInterval(this.#heartbeatTimer);
-    clearInterval(this.#watchdogTimer);
-    this.#reconnectTimer = this.#heartbeatTimer = this.#watchdogTimer = undefined;
+    this.#timers.clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    this.#keepalive.stop();
   }
 
   #connect(): void {
@@ -402,23 +205,19 @@ export class TwelveDataClient {
     if (this.#state === "closing" || this.#state === "closed" || this.#state === "failed") return;
     this.#state = "connecting";
     this.#connectAttempts++;
-    const url = new URL(this.#wsUrl);
-    if (this.#auth === "query") url.searchParams.set("apikey", this.#apiKey);
+    const { ws, url } = openSocket(this.#wsUrl, this.#apiKey, this.#auth);
     this.#logger.debug("Connecting to Twelve Data", { url: redactUrl(url) });
-    const ws = this.#auth === "header"
-      ? new WebSocket(url, { headers: { "X-TD-APIKEY": this.#apiKey } })
-      : new WebSocket(url);
     this.#ws = ws;
     let opened = false;
     let fresh = true;
     let lastError = "";
-    const connectTimer = setTimeout(() => {
+    const connectTimer = this.#timers.setTimeout(() => {
       lastError = `no answer within ${this.#connectTimeoutMs} ms`;
       this.#abandon(ws);
       this.#down(ws, false, 1006, lastError);
     }, this.#connectTimeoutMs);
     ws.onopen = () => {
-      clearTimeout(connectTimer);
+      this.#timers.clearTimeout(connectTimer);
       opened = true;
       this.#open(ws);
     };
@@ -434,7 +233,7 @@ export class TwelveDataClient {
       lastError = error instanceof ErrorEvent ? error.message : "WebSocket error";
     };
     ws.onclose = (event) => {
-      clearTimeout(connectTimer);
+      this.#timers.clearTimeout(connectTimer);
       this.#down(ws, opened, event.code, event.reason || lastError);
     };
   }
@@ -443,83 +242,52 @@ export class TwelveDataClient {
     if (ws !== this.#ws) return;
     this.#state = "open";
     this.#failures = 0;
-    this.#notify({ type: "open", atMs: Date.now(), reconnect: this.#everOpened });
+    const now = this.#timers.now();
+    this.#notify({ type: "open", atMs: now, reconnect: this.#everOpened });
     if (this.#everOpened) this.#reconnects++;
     this.#everOpened = true;
     if (this.#keyRefusedSince !== undefined) {
-      const seconds = Math.round((Date.now() - this.#keyRefusedSince) / 1000);
+      const seconds = Math.round((now - this.#keyRefusedSince) / 1000);
       this.#logger.info(`Twelve Data accepts the API key again, after ${seconds} s of refusals`);
       this.#keyRefusedSince = undefined;
       this.#authBackoff.reset();
     }
     this.#logger.info("Connected to Twelve Data", { url: redactUrl(this.#wsUrl) });
-    this.#watchFrames = this.#frames;
-    this.#watchSince = Date.now();
-    this.#heartbeatTimer = setInterval(() => {
-      if (this.#send({ action: "heartbeat" })) this.#heartbeatsSent++;
-    }, this.#heartbeatMs);
-    const every = Math.min(5_000, Math.max(20, Math.floor(this.#watchdogMs / 5)));
-    this.#watchdogTimer = setInterval(this.#watchdog, every);
+    this.#keepalive.start();
     const specs = this.#subscriptions.reconnected();
     if (specs.length > 0) this.#sendSubscribe(specs);
     this.#opened.resolve();
   }
 
-  #watchdog = (): void => {
+  /** The watchdog gave up on a silent connection: drop it and reconnect. */
+  #stalled(silentMs: number): void {
     const ws = this.#ws;
     if (!ws || this.#state !== "open") return;
-    const now = Date.now();
-    if (this.#frames !== this.#watchFrames) {
-      this.#watchFrames = this.#frames;
-      this.#watchSince = now;
-      return;
-    }
-    if (now - this.#watchSince < this.#watchdogMs) return;
     this.#logger.warn(
-      `No data from Twelve Data for ${
-        now - this.#watchSince
-      } ms, not even a heartbeat reply: reconnecting`,
+      `No data from Twelve Data for ${silentMs} ms, not even a heartbeat reply: reconnecting`,
     );
-    this.#notify({ type: "stalled", atMs: now, silentMs: now - this.#watchSince });
+    this.#notify({ type: "stalled", atMs: this.#timers.now(), silentMs });
     this.#abandon(ws, 4000, "watchdog");
     this.#down(ws, true, 4000, "watchdog", true);
-  };
+  }
+
+  #sendHeartbeat(): void {
+    if (this.#send({ action: "heartbeat" })) this.#heartbeatsSent++;
+  }
 
   /** Detaches a socket and closes it in the background; `close()` waits for it. */
   #abandon(ws: WebSocket, code?: number, reason?: string): void {
-    ws.onopen = null;
-    ws.onmessage = null;
-    ws.onerror = null;
-    if (ws.readyState === WebSocket.CLOSED) {
-      ws.onclose = null;
-      return;
-    }
-    let done!: () => void;
-    const gone = new Promise<void>((resolve) => done = resolve);
-    const finish = () => {
-      clearTimeout(timer);
+    const gone = closeSocket(ws, this.#timers, code, reason).then(() => {
       this.#zombies.delete(gone);
-      done();
-    };
-    // Bounded: a half-dead peer may never complete the closing handshake.
-    const timer = setTimeout(finish, 2_000);
-    ws.onclose = finish;
+    });
     this.#zombies.add(gone);
-    try {
-      if (ws.readyState === WebSocket.CONNECTING) ws.close();
-      else ws.close(code ?? 1000, reason);
-    } catch {
-      finish();
-    }
   }
 
   #down(ws: WebSocket, opened: boolean, code: number, reason: string, stalled = false): void {
     if (ws !== this.#ws) return;
     this.#ws = undefined;
-    this.#setLive(false);
-    clearInterval(this.#heartbeatTimer);
-    clearInterval(this.#watchdogTimer);
-    this.#heartbeatTimer = this.#watchdogTimer = undefined;
+    this.#reader.setLive(false);
+    this.#keepalive.stop();
     if (this.#state === "closing") {
       this.#closeFence?.resolve();
       return;
@@ -527,7 +295,7 @@ export class TwelveDataClient {
     if (this.#state === "closed" || this.#state === "failed") return;
     this.#state = "waiting";
     if (opened) {
-      if (!stalled) this.#notify({ type: "dropped", atMs: Date.now(), code, reason });
+      if (!stalled) this.#notify({ type: "dropped", atMs: this.#timers.now(), code, reason });
       this.#logger.warn("Twelve Data connection lost", { code, reason: redact(reason) });
       this.#scheduleReconnect();
       return;
@@ -577,7 +345,7 @@ export class TwelveDataClient {
    * blips happen), so wait long and try again, one log line per attempt.
    */
   #keyRefused(error: AuthError): void {
-    const now = Date.now();
+    const now = this.#timers.now();
     this.#keyRefusedSince ??= now;
     const wait = this.#authBackoff.next();
     const since = Math.round((now - this.#keyRefusedSince) / 1000);
@@ -586,7 +354,7 @@ export class TwelveDataClient {
       `Twelve Data refuses the API key, which worked before: retrying in ${after}`,
       { attempt: this.#authBackoff.attempt, refusedForS: since, error: error.message },
     );
-    this.#reconnectTimer = setTimeout(() => this.#connect(), wait);
+    this.#reconnectTimer = this.#timers.setTimeout(() => this.#connect(), wait);
   }
 
   #fail(error: Error): void {
@@ -598,7 +366,6 @@ export class TwelveDataClient {
     this.#ws = undefined;
     this.#opened.reject(this.#fatal);
     this.#closed.reject(this.#fatal);
-    this.#wakeUp();
   }
 
   #scheduleReconnect(): void {
@@ -606,7 +373,7 @@ export class TwelveDataClient {
     this.#logger.info(`Reconnecting to Twelve Data in ${wait} ms`, {
       attempt: this.#backoff.attempt,
     });
-    this.#reconnectTimer = setTimeout(() => this.#connect(), wait);
+    this.#reconnectTimer = this.#timers.setTimeout(() => this.#connect(), wait);
   }
 
   #send(message: unknown): boolean {
@@ -616,7 +383,7 @@ export class TwelveDataClient {
       ws.send(JSON.stringify(message));
       return true;
     } catch (error) {
-      this.#logger.warn("Cannot send to Twelve Data", { error: (error as Error).message });
+      this.#logger.warn("Cannot send to Twelve Data", { error: errorText(error) });
       return false;
     }
   }
@@ -628,38 +395,14 @@ export class TwelveDataClient {
   }
 
   #frame(data: unknown): void {
-    this.#frames++;
-    if (typeof data !== "string") {
-      this.#malformed++;
-      this.#logger.limited("malformed", "warn", "Ignored a binary frame from Twelve Data");
-      return;
-    }
-    const event = parseFrame(data);
+    const event = this.#reader.read(data, this.#state === "open");
+    if (!event) return;
     switch (event.event) {
-      case "price":
-        this.#ticks++;
-        this.#lastTick.set(event.symbol, event.timeMs);
-        if (!this.#live) this.#setLive(true);
-        break;
-      case "malformed":
-        this.#malformed++;
-        this.#logger.limited("malformed", "warn", "Ignored a malformed frame from Twelve Data", {
-          reason: event.reason,
-          frame: data.length > 200 ? data.slice(0, 200) + "..." : data,
-        });
-        return;
-      case "unknown":
-        this.#unknown++;
-        this.#logger.limited("unknown", "info", "Received an unknown event from Twelve Data", {
-          event: event.name,
-        });
-        break;
       case "subscribe-status":
         this.#subscribeStatus(event);
         break;
       case "heartbeat":
-        this.#heartbeats++;
-        if (this.#closeFence && this.#heartbeats >= this.#closeFence.heartbeats) {
+        if (this.#closeFence && this.#reader.heartbeats >= this.#closeFence.heartbeats) {
           this.#closeFence.resolve();
         }
         break;
@@ -674,24 +417,17 @@ export class TwelveDataClient {
     const refused = this.#subscriptions.answer(event);
     if (refused.length > 0) {
       this.#logger.warn(refusalLine(refused));
-      const atMs = Date.now();
+      const atMs = this.#timers.now();
       for (const [symbol, reason] of refused) {
         this.#notify({ type: "refused", atMs, symbol, reason });
       }
     }
     if (event.success.length > 0) {
-      this.#setLive(true);
+      this.#reader.setLive(this.#state === "open");
       this.#logger.info(`Subscribed to ${event.success.length} symbol(s)`, {
         symbols: event.success.slice(0, 20).map((item) => item.symbol).join(","),
       });
     }
-  }
-
-  /** Live: the connection is open with at least one symbol confirmed or ticking. */
-  #setLive(live: boolean): void {
-    this.#live = live && this.#state === "open";
-    if (this.#live) this.#notLiveSince = undefined;
-    else this.#notLiveSince ??= Date.now();
   }
 
   #notify(event: ConnectionEvent): void {
@@ -699,7 +435,7 @@ export class TwelveDataClient {
       this.#onConnection?.(event);
     } catch (error) {
       this.#logger.limited("onConnection", "error", "The connection observer failed", {
-        error: (error as Error)?.message ?? String(error),
+        error: errorText(error),
       });
     }
   }
@@ -710,29 +446,9 @@ export class TwelveDataClient {
         this.#onEvent(event);
       } catch (error) {
         this.#logger.limited("onEvent", "error", "The event handler failed", {
-          error: (error as Error)?.message ?? String(error),
+          error: errorText(error),
         });
       }
-    }
-    const queue = this.#queue;
-    if (queue) {
-      queue.push(event);
-      if (queue.length === this.#queueWarnAt) {
-        this.#logger.limited(
-          "queue",
-          "warn",
-          `${queue.length} events wait in the client's queue: the consumer is slower than the feed`,
-        );
-      }
-      this.#wakeUp();
-    }
-  }
-
-  #wakeUp(): void {
-    const wake = this.#wake;
-    if (wake) {
-      this.#wake = undefined;
-      wake();
     }
   }
 }

@@ -1,4 +1,4 @@
-import type { ClientStats } from "./client.ts";
+import type { ClientStats } from "./client_options.ts";
 
 /**
  * What makes the stream unhealthy, as one line for /healthz, or undefined when it is fine:

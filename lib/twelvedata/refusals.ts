@@ -1,3 +1,5 @@
+import { formatCount } from "../text.ts";
+
 /**
  * Refused symbols and their reasons in a short line for any number of them: a few are
  * listed with their reasons ("NOPE (Symbol "NOPE" is not found...)"); many are grouped by
@@ -25,13 +27,19 @@ export function summarizeRefusals(
   const sorted = [...groups].sort((a, b) => b[1].length - a[1].length);
   const parts = sorted.slice(0, maxGroups).map(([reason, symbols]) => {
     const shown = symbols.slice(0, examples).join(", ");
-    const more = symbols.length > examples ? ` and ${count(symbols.length - examples)} more` : "";
-    return `${count(symbols.length)} × ${reason} (${shown}${more})`;
+    const more = symbols.length > examples
+      ? ` and ${formatCount(symbols.length - examples)} more`
+      : "";
+    return `${formatCount(symbols.length)} × ${reason} (${shown}${more})`;
   });
   const rest = sorted.slice(maxGroups);
   if (rest.length > 0) {
     const n = rest.reduce((sum, [, symbols]) => sum + symbols.length, 0);
-    parts.push(`${count(n)} for ${count(rest.length)} other reason${rest.length === 1 ? "" : "s"}`);
+    parts.push(
+      `${formatCount(n)} for ${formatCount(rest.length)} other reason${
+        rest.length === 1 ? "" : "s"
+      }`,
+    );
   }
   return parts.join("; ");
 }
@@ -39,12 +47,10 @@ export function summarizeRefusals(
 /** "Twelve Data refused 3,000 symbols: ..." (see `summarizeRefusals`). */
 export function refusalLine(refused: [symbol: string, reason: string][]): string {
   const n = refused.length;
-  return `Twelve Data refused ${count(n)} symbol${n === 1 ? "" : "s"}: ${
+  return `Twelve Data refused ${formatCount(n)} symbol${n === 1 ? "" : "s"}: ${
     summarizeRefusals(refused)
   }`;
 }
-
-const count = (n: number) => n.toLocaleString("en-US");
 
 /** The reason with the symbol (and its part before an exchange suffix) replaced by "…". */
 function maskSymbol(reason: string, symbol: string): string {

@@ -1,9 +1,10 @@
 import { z } from "zod";
 import { redact, registerSecret } from "../redact.ts";
 import { AuthError, TwelveDataError } from "./errors.ts";
+import { errorText } from "../text.ts";
 
 /** Bar sizes `/time_series` accepts. */
-export const INTERVALS = [
+const INTERVALS = [
   "1min",
   "5min",
   "15min",
@@ -144,7 +145,7 @@ export function formatDateTime(date: Date): string {
 }
 
 /** Reads Twelve Data's "YYYY-MM-DD[ HH:MM:SS]" as UTC epoch milliseconds (NaN if invalid). */
-export function parseDateTime(text: string): number {
+function parseDateTime(text: string): number {
   const iso = text.length === 10 ? `${text}T00:00:00Z` : `${text.replace(" ", "T")}Z`;
   return Date.parse(iso);
 }
@@ -224,7 +225,7 @@ export class TwelveDataRest {
     } catch (error) {
       const detail = controller.signal.aborted
         ? `no answer within ${this.#timeoutMs} ms`
-        : (error as Error).message;
+        : errorText(error);
       throw new TwelveDataError(redact(`${what} failed: ${detail}`), {
         code: 0,
         httpStatus: 0,

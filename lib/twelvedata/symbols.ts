@@ -19,6 +19,11 @@ function fromString(text: string): SymbolSpec {
   return { symbol: trimmed };
 }
 
+/** The symbols of a comma-separated list (a `--symbols` flag), trimmed, empty ones dropped. */
+export function splitSymbols(text: string): string[] {
+  return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
 /** Normalizes either symbol form into specs; throws `TypeError` on an empty symbol. */
 export function normalizeSymbols(input: SymbolsInput): SymbolSpec[] {
   const items = typeof input === "string" ? input.split(",") : input;

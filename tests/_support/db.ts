@@ -9,7 +9,8 @@ import type { Sql } from "postgres";
 import type { DatabaseConfig } from "../../lib/config.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { connect } from "../../lib/db/connection.ts";
-import { startEmbedded } from "../../lib/db/embedded.ts";
+import { type EmbeddedServer, startEmbedded } from "../../lib/db/embedded.ts";
+import { errorText } from "../../lib/text.ts";
 import { freePort } from "./run.ts";
 import { migrate } from "../../lib/db/migrations.ts";
 import { chooseMode, readServerInfo, type SchemaMode } from "../../lib/db/server_info.ts";
@@ -28,6 +29,23 @@ export interface TestServer {
 const TEST_DATA_DIR = ".data/test";
 const TEST_EMBEDDED_PORT = Number(Deno.env.get("TICKPIPE_TEST_PORT") ?? 54339);
 let serverPromise: Promise<TestServer> | undefined;
+
+/**
+ * Starts (or finds) the embedded test server under `.data/test`, one test module at a time:
+ * `deno test --parallel` runs modules side by side, and two of them must not both start it.
+ */
+async function startTestServer(): Promise<EmbeddedServer> {
+  await Deno.mkdir(".data", { recursive: true });
+  using lock = await Deno.open(".data/test.lock", { create: true, write: true });
+  await lock.lock(true);
+  try {
+    return await startEmbedded(TEST_DATA_DIR, { port: TEST_EMBEDDED_PORT });
+  } catch (error) {
+    // The port is taken (another checkout's test server, say): any free port will do.
+    if (!/on port \d+/.test(errorText(error))) throw error;
+    return await startEmbedded(TEST_DATA_DIR, { port: freePort() });
+  }
+}
 
 async function dockerAnswers(): Promise<boolean> {
   if (Deno.env.get("TICKPIPE_TEST_DOCKER") === "0") return false;
@@ -65,14 +83,7 @@ async function chooseServer(): Promise<TestServer> {
     };
     kind = "testcontainers (timescale/timescaledb)";
   } else {
-    let embedded;
-    try {
-      embedded = await startEmbedded(TEST_DATA_DIR, { port: TEST_EMBEDDED_PORT });
-    } catch (error) {
-      // The port is taken (another checkout's test server, say): any free port will do.
-      if (!/on port \d+/.test((error as Error).message)) throw error;
-      embedded = await startEmbedded(TEST_DATA_DIR, { port: freePort() });
-    }
+    const embedded = await startTestServer();
     admin = embedded.database;
     kind = `embedded PostgreSQL (${embedded.dataDir})`;
   }
@@ -111,8 +122,6 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-let counter = 0;
-
 /** Runs `fn` on a one-connection pool to the server's admin database, then closes it. */
 async function onAdmin(server: TestServer, fn: (admin: Sql) => Promise<unknown>): Promise<void> {
   const admin = connect(server.admin, { max: 1 });
@@ -131,8 +140,8 @@ export async function createTestDatabase(
   options: { migrate?: boolean; mode?: SchemaMode; max?: number } = {},
 ): Promise<TestDatabase> {
   const server = await testServer();
-  const name = `t_${Date.now().toString(36)}_${Deno.pid}_${counter++}`;
-  await onAdmin(server, (admin) => admin.unsafe(`CREATE DATABASE ${name}`));
+  const name = uniqueName("t");
+  await onAdmin(server, (admin) => admin`CREATE DATABASE ${admin(name)}`);
   const config: DatabaseConfig = { ...server.admin, database: name };
   const sql = connect(config, { max: options.max ?? 4 });
   const mode = options.mode ?? (server.timescale ? "timescaledb" : "portable");
@@ -152,17 +161,18 @@ export async function createTestDatabase(
       await sql.end({ timeout: 5 });
       await onAdmin(
         server,
-        (admin) => admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+        (admin) => admin`DROP DATABASE IF EXISTS ${admin(name)} WITH (FORCE)`,
       );
     },
   };
 }
 
-let roles = 0;
-
-/** A role name no other test (or test process) uses: roles are global to the server. */
-export function uniqueRoleName(prefix: string): string {
-  return `${prefix}_${Date.now().toString(36)}_${Deno.pid}_${roles++}`;
+/**
+ * A database or role name no other test uses, in this process or another (test modules
+ * share a process under --parallel; roles are global to the server).
+ */
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${Date.now().toString(36)}_${crypto.randomUUID().slice(0, 8)}`;
 }
 
 /** Drops `name` from the test server (after the databases it had grants in are dropped). */

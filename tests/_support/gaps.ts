@@ -3,7 +3,7 @@
  * disconnect can be cut exactly at minute boundaries), and the simulator's own bars.
  */
 import type { Sql } from "postgres";
-import { type IngestOptions, type IngestSummary, runIngest } from "../../lib/ingest.ts";
+import { type IngestOptions, type IngestSummary, runIngest } from "../../lib/ingest/mod.ts";
 import { Logger } from "../../lib/log.ts";
 import type { SimulatorHandle } from "../../lib/simulator/mod.ts";
 import { TEST_KEY, waitFor } from "./sim.ts";
@@ -20,21 +20,6 @@ export const DAY = 86_400_000;
  */
 export function yesterdayMidnight(): number {
   return Math.floor(Date.now() / DAY) * DAY - DAY;
-}
-
-/** Waits (polling every 20 ms) until `condition` holds. */
-export async function until(
-  condition: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) {
-      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /** Streamed ticks stored (bar rows excluded), the number the simulator's /stats compares with. */
@@ -109,7 +94,7 @@ export function advanceSeconds(sim: SimulatorHandle, seconds: number): void {
 
 /** Waits until every tick the simulator sent is stored. */
 export async function allStored(sql: Sql, sim: SimulatorHandle): Promise<void> {
-  await until(
+  await waitFor(
     async () => await tickRows(sql) === sim.stats().price_events_sent,
     "every tick stored",
   );

@@ -1,5 +1,5 @@
 import type { Sql } from "postgres";
-import { type IngestSummary, runIngest } from "../../lib/ingest.ts";
+import { type IngestSummary, runIngest } from "../../lib/ingest/mod.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { PipelineOptions } from "../../lib/pipeline/pipeline.ts";
 import type { SimulatorHandle } from "../../lib/simulator/mod.ts";

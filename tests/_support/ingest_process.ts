@@ -100,18 +100,3 @@ export class IngestProcess {
     return status.code;
   }
 }
-
-/** Polls an async `condition` every 50 ms; throws after `timeoutMs` naming `what`. */
-export async function until(
-  condition: () => Promise<boolean> | boolean,
-  what: string,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) {
-      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}

@@ -62,14 +62,17 @@ export function captureLogger(): { logger: Logger; lines: string[] } {
   return { logger: new Logger({ level: "debug", sink: (line) => lines.push(line) }), lines };
 }
 
-/** Polls `condition` every 10 ms; throws after `timeoutMs` naming `what`. */
+/**
+ * Polls `condition` (sync or async) every 10 ms until it holds; throws after `timeoutMs`
+ * (a bound for a broken run, not a timing) naming `what`. The one way tests wait.
+ */
 export async function waitFor(
-  condition: () => boolean,
+  condition: () => boolean | Promise<boolean>,
   what: string,
-  timeoutMs = 5_000,
+  timeoutMs = 30_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) {
       throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
     }

@@ -1,45 +1,65 @@
 import type { Sql } from "postgres";
-import type { Row } from "../../lib/pipeline/sequencer.ts";
+import type { Row } from "../../lib/pipeline/batch.ts";
 import { TickSequencer } from "../../lib/pipeline/sequencer.ts";
-import type { Tick } from "../../lib/pipeline/tick.ts";
+import { parseFrame, type PriceEvent } from "../../lib/twelvedata/mod.ts";
 
 /** A whole second, an hour ago, so seeding (which looks back 48 h) sees test ticks. */
 export function baseTimeMs(): number {
   return Math.floor(Date.now() / 1000) * 1000 - 3600_000;
 }
 
-/** `n` synthetic ticks over `symbols` symbols, `perSecond` per whole-second timestamp. */
-export function makeTicks(
+/**
+ * `n` synthetic `price` frames as Twelve Data sends them (timestamps in whole seconds) over
+ * `symbols` symbols, `perSecond` per timestamp, from `startMs`; `offset` continues a series.
+ */
+export function priceFrames(
   n: number,
   options: { symbols?: number; perSecond?: number; startMs?: number; offset?: number } = {},
-): Tick[] {
+): string[] {
   const symbols = options.symbols ?? 5;
   const perSecond = options.perSecond ?? 50;
   const start = options.startMs ?? baseTimeMs();
   const offset = options.offset ?? 0;
-  const ticks: Tick[] = [];
+  const frames: string[] = [];
   for (let j = 0; j < n; j++) {
     const i = j + offset;
     const s = i % symbols;
-    ticks.push({
+    frames.push(JSON.stringify({
+      event: "price",
       symbol: `T${s}/USD`,
-      timeMs: start + Math.floor(i / perSecond) * 1000,
+      timestamp: (start + Math.floor(i / perSecond) * 1000) / 1000,
       price: 100 + s + (i % 100) / 10,
       bid: 99 + s,
       ask: 101 + s,
-      dayVolume: 1000 + i,
-      currencyBase: `Token ${s}`,
-      currencyQuote: "US Dollar",
-      receivedAt: performance.now(),
-    });
+      day_volume: 1000 + i,
+      currency_base: `Token ${s}`,
+      currency_quote: "US Dollar",
+    }));
   }
-  return ticks;
+  return frames;
 }
 
-/** `n` sequenced rows (see `makeTicks`). */
+/** Parses a frame as the client does; throws unless it is a valid price event. */
+export function parsePriceFrame(frame: string | object, nowMs?: number): PriceEvent {
+  const event = parseFrame(typeof frame === "string" ? frame : JSON.stringify(frame), nowMs);
+  if (event.event !== "price") {
+    throw new Error(`Not a valid price frame (${JSON.stringify(event)}): ${String(frame)}`);
+  }
+  return event;
+}
+
+/** `priceFrames`, parsed as the client parses them. */
+export function priceEvents(
+  n: number,
+  options: Parameters<typeof priceFrames>[1] = {},
+): PriceEvent[] {
+  return priceFrames(n, options).map((frame) => parsePriceFrame(frame));
+}
+
+/** `n` sequenced rows (see `priceFrames`). */
 export function makeRows(n: number, options: { symbols?: number; offset?: number } = {}): Row[] {
   const sequencer = new TickSequencer();
-  return makeTicks(n, options).map((t) => sequencer.assign(t));
+  return priceEvents(n, options).map((e) => sequencer.assignPrice(e, performance.now()));
 }
 
 /** A tick as stored, for candle tests: exact volumes, and seq from time and ordinal. */

@@ -1,7 +1,19 @@
 /**
- * Capped exponential backoff with "equal jitter": the n-th wait (from 0) lies between half
- * and all of min(cap, base × 2^n), so a fleet of clients does not retry in step.
+ * The wait before retry number `step` (from 0) of a capped exponential backoff with "equal
+ * jitter": between half and all of min(cap, base × 2^step), so a fleet of clients does not
+ * retry in step. `random` is for tests.
  */
+export function backoffDelay(
+  step: number,
+  baseMs: number,
+  capMs: number,
+  random: () => number = Math.random,
+): number {
+  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(step, 30));
+  return Math.round(ceiling / 2 + random() * ceiling / 2);
+}
+
+/** `backoffDelay` as a ladder that remembers its step: `next()` climbs, `reset()` descends. */
 export class Backoff {
   #baseMs: number;
   #capMs: number;
@@ -25,9 +37,7 @@ export class Backoff {
 
   /** The next wait in ms, one step up the ladder. */
   next(): number {
-    const ceiling = Math.min(this.#capMs, this.#baseMs * 2 ** Math.min(this.#attempt, 30));
-    this.#attempt++;
-    return Math.round(ceiling / 2 + this.#random() * ceiling / 2);
+    return backoffDelay(this.#attempt++, this.#baseMs, this.#capMs, this.#random);
   }
 
   /** Back to the bottom of the ladder (the service works again). */
