@@ -1,3 +1,4 @@
+import { exitWhenDone } from "./lib/cli.ts";
 /**
  * tickpipe: one program, `tickpipe <command> [args]`, dispatching to the same
  * `run()` each task file exports (so `deno task`, tests and a compiled binary
@@ -79,4 +80,4 @@ export async function run(args: string[]): Promise<number> {
   return await (await entry.load()).run(rest);
 }
 
-if (import.meta.main) Deno.exitCode = await run(Deno.args);
+if (import.meta.main) exitWhenDone(await run(Deno.args));

@@ -254,3 +254,14 @@ function report(error: unknown): void {
   console.error(redact(errorLine(error)));
   if (debugEnabled()) console.error(redact(stackOf(error)));
 }
+
+/**
+ * Ends the process with `code` once the task's work is done: at once when nothing is left
+ * running, else after `graceMs`. Something may be: a Deno WebSocket whose peer never answers
+ * the close frame keeps the process alive for ever (its onclose never fires), and a task that
+ * has printed its summary must still exit. For a task's `import.meta.main` line only.
+ */
+export function exitWhenDone(code: number, graceMs = 3_000): void {
+  Deno.exitCode = code;
+  Deno.unrefTimer(setTimeout(() => Deno.exit(code), graceMs));
+}

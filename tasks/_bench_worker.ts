@@ -4,7 +4,7 @@
  * logs on stderr. The bench starts it with the ingest task's permissions and V8 flags, so
  * its CPU and memory are those of a real ingester (lib/bench/worker_process.ts).
  */
-import { runMain } from "../lib/cli.ts";
+import { exitWhenDone, runMain } from "../lib/cli.ts";
 import { Logger } from "../lib/log.ts";
 import { parseJob, runJob } from "../lib/bench/worker.ts";
 
@@ -18,4 +18,4 @@ export function run(_args: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) Deno.exitCode = await run(Deno.args);
+if (import.meta.main) exitWhenDone(await run(Deno.args));

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import {
   configFromFlags,
+  exitWhenDone,
   loggerFor,
   parseFlags,
   parseOptions,
@@ -223,4 +224,4 @@ export function run(args: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) Deno.exitCode = await run(Deno.args);
+if (import.meta.main) exitWhenDone(await run(Deno.args));

@@ -1,4 +1,11 @@
-import { configFromFlags, loggerFor, numberFlag, parseFlags, runMain } from "../lib/cli.ts";
+import {
+  configFromFlags,
+  exitWhenDone,
+  loggerFor,
+  numberFlag,
+  parseFlags,
+  runMain,
+} from "../lib/cli.ts";
 import { UsageError, UserError } from "../lib/errors.ts";
 import { openDatabase } from "../lib/db/connection.ts";
 import { allVerified, runBench } from "../lib/bench/bench.ts";
@@ -124,4 +131,4 @@ export function run(args: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) Deno.exitCode = await run(Deno.args);
+if (import.meta.main) exitWhenDone(await run(Deno.args));

@@ -1,5 +1,12 @@
 import { z } from "zod";
-import { configFromFlags, loggerFor, parseFlags, parseOptions, runMain } from "../lib/cli.ts";
+import {
+  configFromFlags,
+  exitWhenDone,
+  loggerFor,
+  parseFlags,
+  parseOptions,
+  runMain,
+} from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
 import { openDatabase } from "../lib/db/connection.ts";
 import {
@@ -107,4 +114,4 @@ export function run(args: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) Deno.exitCode = await run(Deno.args);
+if (import.meta.main) exitWhenDone(await run(Deno.args));

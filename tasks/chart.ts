@@ -1,5 +1,6 @@
 import {
   configFromFlags,
+  exitWhenDone,
   loggerFor,
   numberFlag,
   parseFlags,
@@ -57,4 +58,4 @@ export function run(args: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) Deno.exitCode = await run(Deno.args);
+if (import.meta.main) exitWhenDone(await run(Deno.args));

@@ -1,4 +1,4 @@
-import { parseFlags, runMain } from "../lib/cli.ts";
+import { exitWhenDone, parseFlags, runMain } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
 import { ENV_VARS } from "../lib/config.ts";
 
@@ -56,4 +56,4 @@ export function run(args: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) Deno.exitCode = await run(Deno.args);
+if (import.meta.main) exitWhenDone(await run(Deno.args));

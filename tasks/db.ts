@@ -1,4 +1,4 @@
-import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
+import { configFromFlags, exitWhenDone, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { startEmbedded, stopEmbedded } from "../lib/db/embedded.ts";
 
@@ -39,4 +39,4 @@ export function run(args: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) Deno.exitCode = await run(Deno.args);
+if (import.meta.main) exitWhenDone(await run(Deno.args));

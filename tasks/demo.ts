@@ -1,5 +1,6 @@
 import {
   configFromFlags,
+  exitWhenDone,
   loggerFor,
   numberFlag,
   parseFlags,
@@ -147,4 +148,4 @@ Look further:
   });
 }
 
-if (import.meta.main) Deno.exitCode = await run(Deno.args);
+if (import.meta.main) exitWhenDone(await run(Deno.args));

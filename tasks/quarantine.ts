@@ -1,5 +1,12 @@
 import { join } from "node:path";
-import { configFromFlags, loggerFor, numberFlag, parseFlags, runMain } from "../lib/cli.ts";
+import {
+  configFromFlags,
+  exitWhenDone,
+  loggerFor,
+  numberFlag,
+  parseFlags,
+  runMain,
+} from "../lib/cli.ts";
 import { UsageError, UserError } from "../lib/errors.ts";
 import { openDatabase } from "../lib/db/connection.ts";
 import {
@@ -113,4 +120,4 @@ export function run(args: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) Deno.exitCode = await run(Deno.args);
+if (import.meta.main) exitWhenDone(await run(Deno.args));

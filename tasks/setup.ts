@@ -1,4 +1,4 @@
-import { configFromFlags, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
+import { configFromFlags, exitWhenDone, loggerFor, parseFlags, runMain } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { openDatabase } from "../lib/db/connection.ts";
 import { migrate, recordedMode } from "../lib/db/migrations.ts";
@@ -109,4 +109,4 @@ export function run(args: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) Deno.exitCode = await run(Deno.args);
+if (import.meta.main) exitWhenDone(await run(Deno.args));

@@ -1,4 +1,4 @@
-import { numberFlag, parseFlags, runMain, stopSignal } from "../lib/cli.ts";
+import { exitWhenDone, numberFlag, parseFlags, runMain, stopSignal } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { type LogFormat, Logger, type LogLevel } from "../lib/log.ts";
 import { type SimulatorOptions, startSimulator } from "../lib/simulator/mod.ts";
@@ -137,4 +137,4 @@ export function run(args: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) Deno.exitCode = await run(Deno.args);
+if (import.meta.main) exitWhenDone(await run(Deno.args));

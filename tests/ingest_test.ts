@@ -264,6 +264,62 @@ Deno.test("ingest as a process: SIGTERM mid-stream writes every tick received, t
   }
 });
 
+Deno.test("ingest exits after SIGTERM even when the server never answers the WebSocket close", async () => {
+  const db = await createTestDatabase();
+  const dataDir = await taskDataDir("tickpipe-mute-");
+  // In a process of its own, as the real server would be.
+  const mute = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-q", "--allow-net=127.0.0.1", "tests/_support/mute_ws.ts"],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const muteReader = mute.stdout.getReader();
+  try {
+    const url = new TextDecoder().decode((await muteReader.read()).value).trim();
+    await withSimulator({ rate: 10 }, async (sim) => {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", ...permissionSet("db"), "tasks/ingest.ts", "--log-format", "json"],
+        env: {
+          NO_COLOR: "1",
+          DATABASE_URL: databaseUrl(db.config),
+          TWELVEDATA_API_KEY: TEST_KEY,
+          TWELVEDATA_WS_URL: url,
+          TWELVEDATA_API_URL: sim.apiUrl,
+          TICKPIPE_DATA_DIR: dataDir,
+        },
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      let log = "";
+      const reading = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+        new WritableStream({ write: (chunk) => void (log += chunk) }),
+      );
+      await waitFor(() => log.includes('"msg":"Connected to Twelve Data"'), "a connection");
+      child.kill("SIGTERM");
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const status = await Promise.race([
+        child.status,
+        new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), 60_000)),
+      ]);
+      clearTimeout(timer);
+      if (!status) {
+        child.kill("SIGKILL");
+        await child.status;
+      }
+      await reading;
+      assert.ok(status, "ingest did not exit within a minute of SIGTERM");
+      assert.equal(status.code, 0, log);
+      assert.ok(log.includes('"msg":"Stopped: '), "the summary is printed");
+    });
+  } finally {
+    mute.kill();
+    await muteReader.cancel().catch(() => {});
+    await mute.status;
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    await db.drop();
+  }
+});
+
 Deno.test("ingest refuses a database without the schema, and a bad key, with one line each", async () => {
   const db = await createTestDatabase({ migrate: false });
   try {
