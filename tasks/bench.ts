@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import {
   configFromFlags,
   exitWhenDone,
@@ -21,6 +22,7 @@ const USAGE = `Usage: deno task bench [--ticks 1000000] [--symbols 50] [--rate m
                       [--low-rate 20] [--low-rate-seconds 30]
                       [--batch-size 5000] [--flush-ms 100] [--method unnest|copy]
                       [--memory-cap N] [--skip ${MEASUREMENTS.join(",")}]
+                      [--cpu-prof DIR]
 
 Measures tickpipe on this machine, each figure in a fresh database on the configured
 server (DATABASE_URL, else the embedded PostgreSQL), dropped afterwards. The ingester runs
@@ -37,7 +39,8 @@ another (--symbols symbols, exactly the ticks asked for).
   half-rate   half the end-to-end rate for --half-rate-seconds: tick -> commit p99
   steady      --steady-rate ticks/s for --steady-seconds: the ingester's RSS at the end
   low-rate    --low-rate ticks/s for --low-rate-seconds: tick -> queryable
---skip leaves the named measurements out. Prints a table, or one JSON object with --json.
+--skip leaves the named measurements out. --cpu-prof DIR writes each worker's V8 CPU
+profile to DIR/<measurement>.cpuprofile (e2e, sim, parse, db, half, steady, low). Prints a table, or one JSON object with --json.
 Exit 1 when any rows do not verify.`;
 
 function positive(name: string, text: string | undefined, fallback: number, integer = true) {
@@ -81,6 +84,7 @@ export function run(args: string[]): Promise<number> {
         "memory-cap": { type: "string" },
         method: { type: "string" },
         skip: { type: "string" },
+        "cpu-prof": { type: "string" },
       },
       USAGE,
       { maxPositionals: 0 },
@@ -115,6 +119,7 @@ export function run(args: string[]): Promise<number> {
       // The workers' lines would drown the bench's own: warnings and errors only, unless debugging.
       logLevel: config.log.level === "debug" ? "debug" : "warn",
       skip: skipOf(values.skip),
+      cpuProfileDir: values["cpu-prof"] === undefined ? undefined : resolve(values["cpu-prof"]),
     };
     const logger = loggerFor(config);
     const admin = await openDatabase(config, { logger, max: 2 });

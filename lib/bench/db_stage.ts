@@ -3,7 +3,7 @@ import type { Logger } from "../log.ts";
 import type { BenchOptions } from "./options.ts";
 import { countRows, scratchDatabase } from "./scratch.ts";
 import { type StageFigures, stageFigures } from "./stage.ts";
-import { runWorker } from "./subprocess.ts";
+import { runWorker, workerOptions } from "./subprocess.ts";
 
 /** The database stage's figures, with the rows found in the table. */
 export interface DbStage extends StageFigures {
@@ -38,7 +38,7 @@ export async function measureDb(
       poolSize: options.poolSize,
       dataDir,
       pipeline: options.pipeline,
-    });
+    }, workerOptions(options, "db"));
     const { rows, duplicates } = await countRows(db.sql);
     const verified = rows === n && duplicates === 0 && result.rejected === 0 &&
       result.pipeline?.dropped === 0;

@@ -2,7 +2,7 @@ import type { Logger } from "../log.ts";
 import type { BenchOptions } from "./options.ts";
 import { cpuMark } from "./proc.ts";
 import { type StageFigures, stageFigures } from "./stage.ts";
-import { feedOf, runWorker, spawnSimulator } from "./subprocess.ts";
+import { feedOf, runWorker, spawnSimulator, workerOptions } from "./subprocess.ts";
 
 /** A feed stage's figures, with the simulator's own CPU per tick. */
 export interface FeedStage extends StageFigures {
@@ -41,7 +41,7 @@ export async function measureFeed(
       ticks: n,
       logLevel: options.logLevel,
       feed: feedOf(sim, options.symbols),
-    });
+    }, workerOptions(options, kind === "count" ? "sim" : "parse"));
     const after = await cpuMark(sim.pid, undefined);
     const stats = await sim.stats();
     const verified = stats.price_events_sent === n && result.rejected === 0;

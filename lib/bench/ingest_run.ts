@@ -8,7 +8,7 @@ import type { BenchOptions } from "./options.ts";
 import { cpuDelta, type CpuMark, cpuMark, postmasterOf } from "./proc.ts";
 import { countRows, scratchDatabase } from "./scratch.ts";
 import { type StageFigures, stageFigures } from "./stage.ts";
-import { feedOf, runWorker, spawnSimulator } from "./subprocess.ts";
+import { feedOf, runWorker, spawnSimulator, workerOptions } from "./subprocess.ts";
 
 /** One run of the real ingest job in a worker, and what it measured. */
 export interface IngestRun extends StageFigures {
@@ -85,7 +85,7 @@ export async function measureIngest(
       dataDir,
       pipeline: options.pipeline,
       queryable: spec.queryable ?? false,
-    });
+    }, workerOptions(options, spec.label));
     const cpu = cpuDelta(before, await cpuMark(sim.pid, postmaster));
     const stats = await sim.stats();
     await sim.stop();

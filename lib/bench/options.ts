@@ -47,4 +47,6 @@ export interface BenchOptions {
   /** The workers' log level. */
   logLevel: LogLevel;
   skip: ReadonlySet<Measurement>;
+  /** Each worker writes its V8 CPU profile here, `<measurement>.cpuprofile` (`--cpu-prof`). */
+  cpuProfileDir?: string | undefined;
 }

@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import denoJson from "../../deno.json" with { type: "json" };
 import { generatedInstruments, type SimulatorStats } from "../simulator/mod.ts";
 import { type Job, type JobOf, WorkerResult } from "./jobs.ts";
+import type { BenchOptions } from "./options.ts";
 
 const CONFIG = fileURLToPath(new URL("../../deno.json", import.meta.url));
 const task = (name: string) => fileURLToPath(new URL(`../../tasks/${name}`, import.meta.url));
@@ -16,16 +17,8 @@ const task = (name: string) => fileURLToPath(new URL(`../../tasks/${name}`, impo
 export const INGEST_V8_FLAGS: string | undefined = /--v8-flags=\S+/.exec(denoJson.tasks.ingest)
   ?.[0];
 
-function denoArgs(permissions: string, script: string, v8Flags?: string): string[] {
-  return [
-    "run",
-    "-q",
-    `-P=${permissions}`,
-    "--config",
-    CONFIG,
-    ...(v8Flags ? [v8Flags] : []),
-    script,
-  ];
+function denoArgs(permissions: string, script: string, extra: string[] = []): string[] {
+  return ["run", "-q", `-P=${permissions}`, "--config", CONFIG, ...extra, script];
 }
 
 /** The key the bench's simulators accept. */
@@ -111,13 +104,39 @@ export async function spawnSimulator(args: string[]): Promise<SimulatorProcess> 
   return { pid: child.pid, wsUrl: `ws://127.0.0.1:${port}/v1/quotes/price`, apiUrl, stats, stop };
 }
 
+/** How `runWorker` starts a worker. */
+export interface WorkerOptions {
+  /**
+   * Write the worker's V8 CPU profile (`deno run --cpu-prof`) to this directory, as
+   * `<name>.cpuprofile` (open it in Chrome DevTools' Performance panel or speedscope).
+   */
+  cpuProfile?: { dir: string; name: string } | undefined;
+}
+
+/** The worker options of the measurement `name` of a bench run (its CPU profile, if asked). */
+export function workerOptions(options: BenchOptions, name: string): WorkerOptions {
+  const dir = options.cpuProfileDir;
+  return dir === undefined ? {} : { cpuProfile: { dir, name } };
+}
+
 /**
  * Runs `job` in a worker process (`tasks/_bench_worker.ts`, permission set "db", the ingest
  * task's V8 flags) and returns what it measured; its log lines go to this stderr.
  */
-export async function runWorker(job: Job): Promise<WorkerResult> {
+export async function runWorker(job: Job, options: WorkerOptions = {}): Promise<WorkerResult> {
+  const profile = options.cpuProfile;
+  const extra = [
+    ...(INGEST_V8_FLAGS ? [INGEST_V8_FLAGS] : []),
+    ...(profile
+      ? [
+        "--cpu-prof",
+        `--cpu-prof-dir=${profile.dir}`,
+        `--cpu-prof-name=${profile.name}.cpuprofile`,
+      ]
+      : []),
+  ];
   const child = new Deno.Command(Deno.execPath(), {
-    args: denoArgs("db", task("_bench_worker.ts"), INGEST_V8_FLAGS),
+    args: denoArgs("db", task("_bench_worker.ts"), extra),
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
