@@ -89,7 +89,7 @@ Deno.test("Spool skips a torn last line left by a crash mid-write", async () => 
   }
 });
 
-Deno.test("Spool drains a large segment one chunk at a time, holding only that chunk", async () => {
+Deno.test("Spool drains a large segment one chunk at a time, reading only the next ahead", async () => {
   const dir = await Deno.makeTempDir({ prefix: "tickpipe-spool-" });
   try {
     const rows = makeRows(20_000, { symbols: 7 });
@@ -99,22 +99,34 @@ Deno.test("Spool drains a large segment one chunk at a time, holding only that c
     const files = [...Deno.readDirSync(dir)];
     assert.equal(files.length, 1, "one segment");
 
-    const again = await Spool.open(dir, { chunkRows: 500 });
+    const read: string[] = [];
+    const again = await Spool.open(dir, {
+      chunkRows: 500,
+      onChunkRead: (chunk) => read.push(chunk.id),
+    });
     assert.equal(again.rows, 20_000);
     const ids = new Set<string>();
     const drained: Row[] = [];
     let chunks = 0;
     for (let chunk = await again.next(); chunk; chunk = await again.next()) {
       assert.equal(chunk.rows.length, 500);
-      assert.equal(again.rowsInMemory, 500, "only the chunk handed out is in memory");
       assert.equal(await again.next(), chunk, "the same chunk until it is acknowledged");
+      // The next chunk is read while this one would be written.
+      const ahead = chunks < 39 ? 500 : 0;
+      const expected = chunks + 1 + (ahead ? 1 : 0);
+      for (let i = 0; i < 2000 && read.length < expected; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      assert.equal(again.rowsInMemory, 500 + ahead, "the chunk handed out and the next");
+      assert.equal(read.length, expected, "each chunk read once, in order");
       ids.add(chunk.id);
       drained.push(...chunk.rows);
       chunks++;
       await again.ack(chunk);
-      assert.equal(again.rowsInMemory, 0);
+      assert.equal(again.rowsInMemory, ahead);
       assert.equal(again.rows, 20_000 - chunks * 500);
     }
+    assert.deepEqual(read, [...ids], "onChunkRead saw each chunk before it was handed out");
     assert.equal(chunks, 40);
     assert.equal(ids.size, 40);
     assert.deepEqual(strip(drained), strip(rows));

@@ -26,6 +26,8 @@ export interface SpoolOptions {
   bufferBytes?: number;
   /** Called for every row of a leftover spool found at open, oldest first. */
   onLeftoverRow?: (row: Row) => void;
+  /** Called for every chunk read back for writing, before `next` hands it out. */
+  onChunkRead?: (chunk: Batch) => void;
   /** A lock the spool holds for its lifetime (see `acquireSlot`), released by `close`. */
   lock?: Deno.FsFile;
   logger?: Logger;
@@ -102,7 +104,7 @@ export class Spool {
       throw new RangeError("Cannot open the spool: sizes must be positive");
     }
     this.#buf = new Uint8Array(this.#bufferBytes + 64 * 1024);
-    this.#queue = new SegmentQueue(this.#logger);
+    this.#queue = new SegmentQueue(this.#logger, options.onChunkRead);
   }
 
   /**
