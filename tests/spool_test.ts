@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Row } from "../lib/pipeline/batch.ts";
 import { Spool } from "../lib/pipeline/spool.ts";
+import { rowLine } from "../lib/pipeline/spool_format.ts";
 import { acquireSlot, adoptOrphans, openSlotSpool } from "../lib/pipeline/spool_slot.ts";
 import { makeRows } from "./_support/ticks.ts";
 
@@ -225,5 +226,27 @@ Deno.test("Spool slots: one process per slot, and a free slot's leftovers are ad
     first.close();
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("Spool writes each row as rowLine does, byte for byte, whatever its numbers", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tickpipe-spool-" });
+  try {
+    const rows = makeRows(8, { symbols: 2 });
+    const values = [0, 7, 10, 9_007_199_254_740_991, 1e21, 0.1, 1e-7, 65432.123456789, 12.5e6];
+    rows.forEach((row, i) => {
+      row.price = values[i]!;
+      row.dayVolume = i % 2 ? null : values[8 - i]!;
+      row.bid = i % 3 ? null : values[i]! / 3;
+    });
+    rows[0]!.symbol = "ÉUR/¥€N";
+    const spool = await Spool.open(dir, { chunkRows: 100 });
+    for (const row of rows) assert.equal(spool.append(row), true);
+    spool.close();
+    const [file] = [...Deno.readDirSync(dir)];
+    const text = await Deno.readTextFile(join(dir, file!.name));
+    assert.equal(text.slice(text.indexOf("\n") + 1), rows.map(rowLine).join(""));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -6,7 +6,6 @@ import {
   FIRST_SEGMENT,
   headerLine,
   parseRows,
-  rowLine,
   SEGMENT_RE,
   segmentName,
 } from "./spool_format.ts";
@@ -52,6 +51,8 @@ interface ActiveSegment extends Segment {
 
 const PROBE_BYTES = 4096;
 const encoder = new TextEncoder();
+const TAB = 9;
+const NEWLINE = 10;
 const decoder = new TextDecoder();
 
 /**
@@ -78,6 +79,8 @@ export class Spool {
   #buf: Uint8Array;
   #fill = 0;
   #bufRows = 0;
+  /** Symbols as UTF-8, encoded once. */
+  #symbolBytes = new Map<string, Uint8Array>();
   #chunkFill = 0;
   #counter = FIRST_SEGMENT - 1;
   #closed = false;
@@ -213,18 +216,20 @@ export class Spool {
   append(row: Row): boolean {
     if (this.#closed) throw new TypeError("Cannot append to a closed spool");
     if (this.#fault) return false;
-    const line = rowLine(row);
-    let size = line.length;
+    // Put in the buffer first (it has room: see `#put`), taken back if it does not fit.
+    const start = this.#fill;
     const header = this.#chunkFill === 0 || this.#chunkFill >= this.#chunkRows;
-    if (header) size += 38;
-    if (this.bytes + size > this.#maxBytes) return false;
-    const active = this.#active ?? this.#openActive();
-    if (!active) return false;
-    if (header) {
-      this.#put(headerLine(crypto.randomUUID()));
-      this.#chunkFill = 0;
+    if (header) this.#put(headerLine(crypto.randomUUID()));
+    this.#putRow(row);
+    const size = this.#fill - start;
+    const active = this.bytes + size <= this.#maxBytes
+      ? this.#active ?? this.#openActive()
+      : undefined;
+    if (!active) {
+      this.#fill = start;
+      return false;
     }
-    this.#put(line);
+    if (header) this.#chunkFill = 0;
     this.#bufRows++;
     this.#chunkFill++;
     active.rows++;
@@ -441,6 +446,56 @@ export class Spool {
       buf[at++] = c;
     }
     this.#fill = at;
+  }
+
+  /**
+   * Puts `row`'s line (see `rowLine`: the same bytes) in the buffer, field by field: whole
+   * numbers digit by digit, symbols as bytes encoded once, no line string built.
+   */
+  #putRow(r: Row): void {
+    const buf = this.#buf;
+    this.#putNumber(r.timeMs);
+    buf[this.#fill++] = TAB;
+    let symbol = this.#symbolBytes.get(r.symbol);
+    if (symbol === undefined) {
+      if (this.#symbolBytes.size >= 10_000) this.#symbolBytes.clear();
+      symbol = encoder.encode(r.symbol);
+      this.#symbolBytes.set(r.symbol, symbol);
+    }
+    buf.set(symbol, this.#fill);
+    this.#fill += symbol.length;
+    buf[this.#fill++] = TAB;
+    this.#putNumber(r.price);
+    buf[this.#fill++] = TAB;
+    if (r.dayVolume !== null) this.#putNumber(r.dayVolume);
+    buf[this.#fill++] = TAB;
+    if (r.bid !== null) this.#putNumber(r.bid);
+    buf[this.#fill++] = TAB;
+    if (r.ask !== null) this.#putNumber(r.ask);
+    buf[this.#fill++] = TAB;
+    if (r.volume !== null) this.#putNumber(r.volume);
+    buf[this.#fill++] = TAB;
+    this.#putNumber(r.seq);
+    buf[this.#fill++] = NEWLINE;
+  }
+
+  /** `String(n)` as bytes; a whole number below 2^53 without making the string. */
+  #putNumber(n: number): void {
+    if (!(n >= 0 && n <= Number.MAX_SAFE_INTEGER && Math.floor(n) === n)) {
+      this.#put(String(n));
+      return;
+    }
+    const buf = this.#buf;
+    let digits = 1;
+    for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+    let at = this.#fill + digits;
+    this.#fill = at;
+    let x = n;
+    do {
+      const q = Math.floor(x / 10);
+      buf[--at] = 48 + (x - q * 10);
+      x = q;
+    } while (x > 0);
   }
 
   /**
