@@ -343,7 +343,7 @@ export class Spool {
     await this.#queue.ack(batch);
   }
 
-  /** Rows of the spool currently held in memory (the chunk handed out by `next`). */
+  /** Rows of the spool held in memory (the chunk handed out by `next`, the next read ahead). */
   get rowsInMemory(): number {
     return this.#queue.rowsInMemory;
   }

@@ -52,7 +52,7 @@ export class SegmentQueue {
     return this.#sealed.length + (this.#reading ? 1 : 0);
   }
 
-  /** Rows held in memory: the chunk handed out by `next`. */
+  /** Rows held in memory: the chunk handed out by `next` and the one read ahead. */
   get rowsInMemory(): number {
     const reading = this.#reading;
     return (reading?.current?.rows.length ?? 0) + (reading?.aheadRows ?? 0);
