@@ -275,6 +275,10 @@ Deno.test("A frozen holder (SIGSTOP) loses its leases after the lease timeout an
       // What the frozen holder held was compared with what the new holder stored: each
       // tick either side was sent is stored once, but those it reported it could not check.
       const reported = reportedUnverified(a);
+      // Said before the check, so that a failure shows where the frozen holder's ticks went.
+      for (const p of [a, b]) {
+        console.error(`[lease] SIGSTOP: ${p.messages().find((m) => m.startsWith("Stopped: "))}`);
+      }
       const missing = await assertEachSentTickOnce(db.sql, sim, symbols, reported);
       const sorted = a.messages().filter((m) => /^(Sorted out|Cannot compare)/.test(m)).join("; ");
       console.error(`[lease] SIGSTOP: ${sorted}; ${missing} ticks stored by neither`);
