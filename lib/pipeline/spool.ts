@@ -6,6 +6,7 @@ import {
   FIRST_SEGMENT,
   headerLine,
   parseRows,
+  rowLine,
   SEGMENT_RE,
   segmentName,
 } from "./spool_format.ts";
@@ -25,8 +26,6 @@ export interface SpoolOptions {
   bufferBytes?: number;
   /** Called for every row of a leftover spool found at open, oldest first. */
   onLeftoverRow?: (row: Row) => void;
-  /** Called for every chunk read back for writing, before `next` hands it out. */
-  onChunkRead?: (chunk: Batch) => void;
   /** A lock the spool holds for its lifetime (see `acquireSlot`), released by `close`. */
   lock?: Deno.FsFile;
   logger?: Logger;
@@ -51,8 +50,6 @@ interface ActiveSegment extends Segment {
 
 const PROBE_BYTES = 4096;
 const encoder = new TextEncoder();
-const TAB = 9;
-const NEWLINE = 10;
 const decoder = new TextDecoder();
 
 /**
@@ -79,8 +76,6 @@ export class Spool {
   #buf: Uint8Array;
   #fill = 0;
   #bufRows = 0;
-  /** Symbols as UTF-8, encoded once. */
-  #symbolBytes = new Map<string, Uint8Array>();
   #chunkFill = 0;
   #counter = FIRST_SEGMENT - 1;
   #closed = false;
@@ -107,7 +102,7 @@ export class Spool {
       throw new RangeError("Cannot open the spool: sizes must be positive");
     }
     this.#buf = new Uint8Array(this.#bufferBytes + 64 * 1024);
-    this.#queue = new SegmentQueue(this.#logger, options.onChunkRead);
+    this.#queue = new SegmentQueue(this.#logger);
   }
 
   /**
@@ -216,20 +211,18 @@ export class Spool {
   append(row: Row): boolean {
     if (this.#closed) throw new TypeError("Cannot append to a closed spool");
     if (this.#fault) return false;
-    // Put in the buffer first (it has room: see `#put`), taken back if it does not fit.
-    const start = this.#fill;
+    const line = rowLine(row);
+    let size = line.length;
     const header = this.#chunkFill === 0 || this.#chunkFill >= this.#chunkRows;
-    if (header) this.#put(headerLine(crypto.randomUUID()));
-    this.#putRow(row);
-    const size = this.#fill - start;
-    const active = this.bytes + size <= this.#maxBytes
-      ? this.#active ?? this.#openActive()
-      : undefined;
-    if (!active) {
-      this.#fill = start;
-      return false;
+    if (header) size += 38;
+    if (this.bytes + size > this.#maxBytes) return false;
+    const active = this.#active ?? this.#openActive();
+    if (!active) return false;
+    if (header) {
+      this.#put(headerLine(crypto.randomUUID()));
+      this.#chunkFill = 0;
     }
-    if (header) this.#chunkFill = 0;
+    this.#put(line);
     this.#bufRows++;
     this.#chunkFill++;
     active.rows++;
@@ -343,7 +336,7 @@ export class Spool {
     await this.#queue.ack(batch);
   }
 
-  /** Rows of the spool held in memory (the chunk handed out by `next`, the next read ahead). */
+  /** Rows of the spool currently held in memory (the chunk handed out by `next`). */
   get rowsInMemory(): number {
     return this.#queue.rowsInMemory;
   }
@@ -446,56 +439,6 @@ export class Spool {
       buf[at++] = c;
     }
     this.#fill = at;
-  }
-
-  /**
-   * Puts `row`'s line (see `rowLine`: the same bytes) in the buffer, field by field: whole
-   * numbers digit by digit, symbols as bytes encoded once, no line string built.
-   */
-  #putRow(r: Row): void {
-    const buf = this.#buf;
-    this.#putNumber(r.timeMs);
-    buf[this.#fill++] = TAB;
-    let symbol = this.#symbolBytes.get(r.symbol);
-    if (symbol === undefined) {
-      if (this.#symbolBytes.size >= 10_000) this.#symbolBytes.clear();
-      symbol = encoder.encode(r.symbol);
-      this.#symbolBytes.set(r.symbol, symbol);
-    }
-    buf.set(symbol, this.#fill);
-    this.#fill += symbol.length;
-    buf[this.#fill++] = TAB;
-    this.#putNumber(r.price);
-    buf[this.#fill++] = TAB;
-    if (r.dayVolume !== null) this.#putNumber(r.dayVolume);
-    buf[this.#fill++] = TAB;
-    if (r.bid !== null) this.#putNumber(r.bid);
-    buf[this.#fill++] = TAB;
-    if (r.ask !== null) this.#putNumber(r.ask);
-    buf[this.#fill++] = TAB;
-    if (r.volume !== null) this.#putNumber(r.volume);
-    buf[this.#fill++] = TAB;
-    this.#putNumber(r.seq);
-    buf[this.#fill++] = NEWLINE;
-  }
-
-  /** `String(n)` as bytes; a whole number below 2^53 without making the string. */
-  #putNumber(n: number): void {
-    if (!(n >= 0 && n <= Number.MAX_SAFE_INTEGER && Math.floor(n) === n)) {
-      this.#put(String(n));
-      return;
-    }
-    const buf = this.#buf;
-    let digits = 1;
-    for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
-    let at = this.#fill + digits;
-    this.#fill = at;
-    let x = n;
-    do {
-      const q = Math.floor(x / 10);
-      buf[--at] = 48 + (x - q * 10);
-      x = q;
-    } while (x > 0);
   }
 
   /**

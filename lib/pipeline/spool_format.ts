@@ -42,47 +42,36 @@ function detached(text: string): string {
   return JSON.parse(JSON.stringify(text)) as string;
 }
 
-/** The number in `text` between `start` and `end`, null when empty. */
-function field(text: string, start: number, end: number): number | null {
+/** The number in `line` between `start` and `end`, null when empty. */
+function field(line: string, start: number, end: number): number | null {
   if (end === start) return null;
-  const value = Number(text.slice(start, end));
+  const value = Number(line.slice(start, end));
   return Number.isFinite(value) ? value : NaN;
 }
 
-/** The tab in `text` after `from` and before `end`, -1 when none. */
-function tab(text: string, from: number, end: number): number {
-  const at = text.indexOf("\t", from);
-  return at < end ? at : -1;
-}
-
 /**
- * Parses the row line `text[start, end)` (without its "\n"); undefined when it is not one
- * (corrupt). `symbols` interns symbol strings, so rows read back share them.
+ * Parses one row line (without its "\n"); undefined when it is not one (corrupt). `symbols`
+ * interns symbol strings, so rows read back share them.
  */
-function parseRow(
-  text: string,
-  start: number,
-  end: number,
-  symbols?: Map<string, string>,
-): Row | undefined {
-  const t0 = tab(text, start, end);
-  const t1 = t0 === -1 ? -1 : tab(text, t0 + 1, end);
-  const t2 = t1 === -1 ? -1 : tab(text, t1 + 1, end);
-  const t3 = t2 === -1 ? -1 : tab(text, t2 + 1, end);
-  const t4 = t3 === -1 ? -1 : tab(text, t3 + 1, end);
-  const t5 = t4 === -1 ? -1 : tab(text, t4 + 1, end);
-  const t6 = t5 === -1 ? -1 : tab(text, t5 + 1, end);
-  if (t6 === -1 || tab(text, t6 + 1, end) !== -1) return undefined;
-  const timeMs = Number(text.slice(start, t0));
-  const price = Number(text.slice(t1 + 1, t2));
-  const seq = Number(text.slice(t6 + 1, end));
+function parseRow(line: string, symbols?: Map<string, string>): Row | undefined {
+  const t: number[] = [];
+  let at = line.indexOf("\t");
+  while (at !== -1 && t.length < 8) {
+    t.push(at);
+    at = line.indexOf("\t", at + 1);
+  }
+  if (t.length !== 7) return undefined;
+  const timeMs = Number(line.slice(0, t[0]));
+  const price = Number(line.slice(t[1]! + 1, t[2]));
+  const seq = Number(line.slice(t[6]! + 1));
   if (!Number.isSafeInteger(timeMs) || !Number.isFinite(price) || !Number.isSafeInteger(seq)) {
     return undefined;
   }
-  if (t1 === t0 + 1) return undefined;
-  let symbol = symbols?.get(text.slice(t0 + 1, t1));
+  const raw = line.slice(t[0]! + 1, t[1]);
+  if (raw === "") return undefined;
+  let symbol = symbols?.get(raw);
   if (symbol === undefined) {
-    symbol = detached(text.slice(t0 + 1, t1));
+    symbol = detached(raw);
     if (symbols) {
       if (symbols.size >= MAX_INTERNED) symbols.clear();
       symbols.set(symbol, symbol);
@@ -92,10 +81,10 @@ function parseRow(
     timeMs,
     symbol,
     price,
-    dayVolume: field(text, t2 + 1, t3),
-    bid: field(text, t3 + 1, t4),
-    ask: field(text, t4 + 1, t5),
-    volume: field(text, t5 + 1, t6),
+    dayVolume: field(line, t[2]! + 1, t[3]!),
+    bid: field(line, t[3]! + 1, t[4]!),
+    ask: field(line, t[4]! + 1, t[5]!),
+    volume: field(line, t[5]! + 1, t[6]!),
     seq,
     receivedAt: NaN,
   };
@@ -113,7 +102,7 @@ export function parseRows(text: string): Row[] {
   const rows: Row[] = [];
   for (const line of text.split("\n")) {
     if (line === "" || line.charCodeAt(0) === 64 /* @ */) continue;
-    const row = parseRow(line, 0, line.length);
+    const row = parseRow(line);
     if (row) rows.push(row);
   }
   return rows;
@@ -147,7 +136,7 @@ export function parseChunks(text: string, damage?: Damage): Batch[] {
       chunks.push(current);
       continue;
     }
-    const row = current ? parseRow(line, 0, line.length) : undefined;
+    const row = current ? parseRow(line) : undefined;
     if (row) current!.rows.push(row);
     else if (damage && line !== "") damage.corrupt++;
   }
@@ -220,7 +209,7 @@ export class SegmentReader {
         if (done && done.rows.length > 0) return done;
         continue;
       }
-      const row = this.#pending ? parseRow(this.#text, start, nl, this.#symbols) : undefined;
+      const row = this.#pending ? parseRow(this.#text.slice(start, nl), this.#symbols) : undefined;
       if (row) {
         this.#pending!.rows.push(row);
         this.rows++;
