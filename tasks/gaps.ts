@@ -8,7 +8,7 @@ import {
   runMain,
 } from "../lib/cli.ts";
 import { openDatabase } from "../lib/db/connection.ts";
-import { instantOption } from "../lib/candles/time.ts";
+import { windowOption } from "../lib/candles/time.ts";
 import { formatGaps, GAP_FORMATS } from "../lib/gaps/format.ts";
 import { checkGapSchema, GAP_STATES, listGaps } from "../lib/gaps/log.ts";
 import { findCrashedRuns } from "../lib/gaps/runs.ts";
@@ -33,11 +33,7 @@ const OptionsSchema = z.object({
     .optional(),
   format: z.enum(GAP_FORMATS, { error: () => "--format must be table, csv or json" }),
 }).transform((o, ctx) => {
-  const from = instantOption(ctx, "--from", o.from);
-  const to = instantOption(ctx, "--to", o.to);
-  if (from && to && from.getTime() >= to.getTime()) {
-    ctx.addIssue({ code: "custom", message: "--from must be before --to" });
-  }
+  const { from, to } = windowOption(ctx, o);
   return { symbol: o.symbol, state: o.state, format: o.format, from, to };
 });
 

@@ -8,7 +8,7 @@ import {
   runMain,
 } from "../lib/cli.ts";
 import { openDatabase } from "../lib/db/connection.ts";
-import { instantOption, readCandleMode, refreshCandles } from "../lib/candles/mod.ts";
+import { readCandleMode, refreshCandles, windowOption } from "../lib/candles/mod.ts";
 
 const USAGE = `Usage: tickpipe refresh [--from TIME] [--to TIME]
 
@@ -19,14 +19,7 @@ starts at the oldest data, without --to it runs to the newest. In portable mode 
 are views, always current, and there is nothing to refresh.`;
 
 const WindowSchema = z.object({ from: z.string().optional(), to: z.string().optional() })
-  .transform((o, ctx) => {
-    const from = instantOption(ctx, "--from", o.from);
-    const to = instantOption(ctx, "--to", o.to);
-    if (from && to && from.getTime() >= to.getTime()) {
-      ctx.addIssue({ code: "custom", message: "--from must be before --to" });
-    }
-    return { from, to };
-  });
+  .transform((o, ctx) => windowOption(ctx, o));
 
 /** `tickpipe refresh`: refreshes the continuous aggregates over a window, finest first. */
 export function run(args: string[]): Promise<number> {

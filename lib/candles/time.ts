@@ -97,3 +97,19 @@ export function instantOption(
   }
   return date;
 }
+
+/**
+ * Reads `--from TIME` and `--to TIME` inside a zod transform (see `instantOption`): either may
+ * be absent; when both are given, an issue unless --from is before --to.
+ */
+export function windowOption(
+  ctx: z.RefinementCtx,
+  texts: { from?: string | undefined; to?: string | undefined },
+): { from: Date | undefined; to: Date | undefined } {
+  const from = instantOption(ctx, "--from", texts.from);
+  const to = instantOption(ctx, "--to", texts.to);
+  if (from && to && from.getTime() >= to.getTime()) {
+    ctx.addIssue({ code: "custom", message: "--from must be before --to" });
+  }
+  return { from, to };
+}
