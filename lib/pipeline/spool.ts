@@ -6,6 +6,7 @@ import {
   FIRST_SEGMENT,
   headerLine,
   parseRows,
+  putText,
   rowLine,
   SEGMENT_RE,
   segmentName,
@@ -219,10 +220,11 @@ export class Spool {
     const active = this.#active ?? this.#openActive();
     if (!active) return false;
     if (header) {
-      this.#put(headerLine(crypto.randomUUID()));
+      this.#fill = putText(this.#buf, this.#fill, headerLine(crypto.randomUUID()));
       this.#chunkFill = 0;
     }
-    this.#put(line);
+    // The buffer has 64 KiB beyond `bufferBytes`, and lines are short (symbols: 32 characters).
+    this.#fill = putText(this.#buf, this.#fill, line);
     this.#bufRows++;
     this.#chunkFill++;
     active.rows++;
@@ -421,24 +423,6 @@ export class Spool {
     }
     this.#chunkFill = 0;
     return this.#active;
-  }
-
-  /**
-   * Copies `text` into the write buffer (ASCII byte by byte, anything else encoded). The
-   * buffer has 64 KiB beyond `bufferBytes`, and lines are short (symbols: 32 characters).
-   */
-  #put(text: string): void {
-    const buf = this.#buf;
-    let at = this.#fill;
-    for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      if (c > 127) {
-        at += encoder.encodeInto(text.slice(i), buf.subarray(at)).written;
-        break;
-      }
-      buf[at++] = c;
-    }
-    this.#fill = at;
   }
 
   /**

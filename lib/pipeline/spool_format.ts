@@ -12,6 +12,21 @@ export function rowLine(r: Row): string {
     (r.bid ?? "") + "\t" + (r.ask ?? "") + "\t" + (r.volume ?? "") + "\t" + r.seq + "\n";
 }
 
+const encoder = new TextEncoder();
+
+/**
+ * Copies `text` into `buf` at `at` (ASCII byte by byte, anything else encoded), without a
+ * bounds check: the caller leaves room. Returns the position after it.
+ */
+export function putText(buf: Uint8Array, at: number, text: string): number {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c > 127) return at + encoder.encodeInto(text.slice(i), buf.subarray(at)).written;
+    buf[at++] = c;
+  }
+  return at;
+}
+
 /** A chunk's header line. */
 export function headerLine(id: string): string {
   return "@" + id + "\n";
