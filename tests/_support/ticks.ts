@@ -3,9 +3,16 @@ import type { Row } from "../../lib/pipeline/batch.ts";
 import { TickSequencer } from "../../lib/pipeline/sequencer.ts";
 import { parseFrame, type PriceEvent } from "../../lib/twelvedata/mod.ts";
 
-/** A whole second, an hour ago, so seeding (which looks back 48 h) sees test ticks. */
+/**
+ * A whole second an hour before the test process started, so seeding (which looks back 48 h)
+ * sees test ticks. Fixed for the process: rows made twice (`makeRows`) are equal even when a
+ * second boundary passes between the calls.
+ */
+const BASE_TIME_MS = Math.floor(Date.now() / 1000) * 1000 - 3600_000;
+
+/** See `BASE_TIME_MS`. */
 export function baseTimeMs(): number {
-  return Math.floor(Date.now() / 1000) * 1000 - 3600_000;
+  return BASE_TIME_MS;
 }
 
 /**
