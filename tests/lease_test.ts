@@ -282,6 +282,12 @@ async function stopHeldThroughout(
   a: Ingest,
   b: Ingest,
 ): Promise<void> {
+  // Stopped while its database is still failing, the holder would leave what it kept in its
+  // spool for its next start (which this test deletes): first it writes it.
+  await waitOn([a, b], () => {
+    const pipeline = a.summary()?.pipeline;
+    return pipeline !== undefined && pipeline.failingSince === undefined && pipeline.spooled === 0;
+  }, "a to write what it kept");
   const second = await b.stop();
   const first = await a.stop();
   assert.equal(first.leases?.lost, 0);
