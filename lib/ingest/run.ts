@@ -3,12 +3,11 @@ import { BackgroundBackfiller } from "../backfill/background.ts";
 import { readCandleMode } from "../candles/query.ts";
 import { UserError } from "../errors.ts";
 import { GapRecorder } from "../gaps/recorder.ts";
-import { IngestLeases, type LeaseOptions, type Taken } from "../lease/mod.ts";
+import { IngestLeases, type LeaseOptions } from "../lease/mod.ts";
 import { tolerateRejections } from "../last_resort.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { type MetricsServer, serveMetrics } from "../metrics.ts";
 import { IngestPipeline, type PipelineOptions } from "../pipeline/pipeline.ts";
-import type { SeedRow } from "../pipeline/sequencer.ts";
 import { errorText } from "../text.ts";
 import type { Clock } from "../timers.ts";
 import {
@@ -73,32 +72,6 @@ export interface IngestOptions {
    * absent (the ingest task turns it on unless `--no-backfill`).
    */
   backfill?: { perHour: number; delayMs?: number; clock?: Clock } | undefined;
-}
-
-/**
- * Where a symbol taken over continues: from the last stored tick (seq, volume), and above
- * any seq its previous owner may still write (a batch in flight when it died, its spool).
- * That owner received no tick stamped later than the second of the takeover, and seq within
- * a second is its µs plus an arrival ordinal (far below 500,000 ticks a second): seq goes on
- * from the middle of that second, which leaves room for this second's own ordinals.
- */
-function seedRowsOf(taken: Taken[]): SeedRow[] {
-  const rows: SeedRow[] = [];
-  for (const t of taken) {
-    if (t.lastTick) rows.push({ symbol: t.symbol, ...t.lastTick });
-    const at = Math.max(t.sinceMs, Date.now());
-    const middle = Math.floor(at / 1000) * 1_000_000 + 500_000;
-    // A previous owner that took the lease in this same second numbered it from the middle
-    // too, and may still write ticks of it (held, spooled): go well above its last.
-    const last = t.lastTick?.seq ?? 0;
-    rows.push({
-      symbol: t.symbol,
-      seq: last >= middle ? last + 100_000 : middle,
-      timeMs: at,
-      dayVolume: null,
-    });
-  }
-  return rows;
 }
 
 /**
@@ -229,7 +202,13 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
             lastTickMs: t.lastTick?.timeMs,
             unreleased: t.previous !== undefined && !t.previous.released,
           })));
-          pipeline.seed(seedRowsOf(taken));
+          for (const t of taken) {
+            pipeline.takeOver(
+              t.symbol,
+              t.lastTick && { symbol: t.symbol, ...t.lastTick },
+              Math.max(t.sinceMs, Date.now()),
+            );
+          }
           stream.subscribe(specsOf(taken.map((t) => t.symbol)));
         },
         onLose: (symbols) => {

@@ -195,12 +195,9 @@ export class IngestPipeline {
     return result;
   }
 
-  /**
-   * Continues seq and volume of each symbol from `rows` (e.g. the last tick stored by the
-   * process whose lease this one took over): seq only ever rises.
-   */
-  seed(rows: Iterable<SeedRow>): void {
-    this.#sequencer.seed(rows);
+  /** Continues a symbol taken over from another process (see `TickSequencer.takeOver`). */
+  takeOver(symbol: string, lastTick: SeedRow | undefined, atMs: number): void {
+    this.#sequencer.takeOver(symbol, lastTick, atMs);
   }
 
   /**

@@ -10,8 +10,22 @@ export interface SeedRow {
   dayVolume: number | null;
 }
 
+/**
+ * The seconds of a symbol taken over in which its previous holder may still write ticks
+ * (held, spooled), numbered from the start of each second: this process numbers its own
+ * ticks of those seconds from the middle (`next`: the next seq of each second seen).
+ */
+interface Handover {
+  /** The second of the previous holder's last stored tick (epoch ms). */
+  fromMs: number;
+  /** The second of the takeover (epoch ms). */
+  toMs: number;
+  next: Map<number, number>;
+}
+
 interface SymbolState {
   lastSeq: number;
+  handover?: Handover;
   /** Previous day volume, NaN while unknown. */
   prevDayVolume: number;
   /** UTC day number (days since epoch) of `prevDayVolume`. */
@@ -35,6 +49,8 @@ const VOLUME_SCALE = 1e8;
  * volume: the rise of day_volume since the symbol's previous tick; on a decrease, day_volume
  * itself when the UTC day changed (the daily reset), 0 within the same day (a correction);
  * 0 for the first tick ever seen (unknowable); null without a day_volume (forex).
+ *
+ * A symbol taken over from another process (`takeOver`): see `Handover`.
  */
 export class TickSequencer {
   #state = new Map<string, SymbolState>();
@@ -57,6 +73,28 @@ export class TickSequencer {
       s.prevDayVolume = row.dayVolume;
       s.prevDay = day;
     }
+  }
+
+  /**
+   * Continues `symbol` taken over from another process at `atMs` (epoch ms), whose last
+   * stored tick was `lastTick`. That holder received no tick stamped after the takeover's
+   * second, but may still write ticks of the seconds since its last stored one, numbered
+   * from each second's start (an ordinal far below 500,000 a second), and this process may
+   * receive late ticks of those seconds too: this process numbers its ticks of them from
+   * the middle of their second, so in each second the previous holder's (which arrived
+   * first) sort first and no seq is used twice. A previous holder that took the lease in
+   * the takeover's second numbered it from the middle too: then from 100,000 above its last.
+   */
+  takeOver(symbol: string, lastTick: SeedRow | undefined, atMs: number): void {
+    if (lastTick) this.observe(lastTick);
+    const toMs = Math.floor(atMs / 1000) * 1000;
+    const fromMs = lastTick ? Math.min(Math.floor(lastTick.timeMs / 1000) * 1000, toMs) : toMs;
+    const next = new Map<number, number>();
+    if (lastTick && Math.floor(lastTick.timeMs / 1000) * 1000 === toMs) {
+      const middle = toMs * 1000 + 500_000;
+      next.set(toMs, lastTick.seq >= middle ? lastTick.seq + 100_000 : middle);
+    }
+    this.#stateOf(symbol, undefined, undefined).handover = { fromMs, toMs, next };
   }
 
   /** The asset name seen for `symbol` in this process, if any. */
@@ -93,8 +131,14 @@ export class TickSequencer {
   #row(s: SymbolState, tick: PriceEvent, receivedAt: number): Row {
     const dayVolume = tick.day_volume ?? null;
     const t = tick.timeMs * 1000;
+    const handover = s.handover;
     let seq: number;
-    if (t > s.lastSeq) {
+    if (handover && tick.timeMs >= handover.fromMs && tick.timeMs < handover.toMs + 1000) {
+      const second = Math.floor(tick.timeMs / 1000) * 1000;
+      seq = handover.next.get(second) ?? second * 1000 + 500_000;
+      handover.next.set(second, seq + 1);
+      if (seq > s.lastSeq) s.lastSeq = seq;
+    } else if (t > s.lastSeq) {
       seq = t;
       s.lastSeq = t;
     } else if (s.lastSeq - t < (tick.timeMs % 1000 === 0 ? 1_000_000 : 1000)) {
