@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Row } from "../lib/pipeline/batch.ts";
 import { Spool } from "../lib/pipeline/spool.ts";
+import { rowLine } from "../lib/pipeline/spool_format.ts";
 import { acquireSlot, adoptOrphans, openSlotSpool } from "../lib/pipeline/spool_slot.ts";
 import { makeRows } from "./_support/ticks.ts";
 
@@ -89,7 +90,7 @@ Deno.test("Spool skips a torn last line left by a crash mid-write", async () => 
   }
 });
 
-Deno.test("Spool drains a large segment one chunk at a time, holding only that chunk", async () => {
+Deno.test("Spool drains a large segment one chunk at a time, reading only the next ahead", async () => {
   const dir = await Deno.makeTempDir({ prefix: "tickpipe-spool-" });
   try {
     const rows = makeRows(20_000, { symbols: 7 });
@@ -99,22 +100,34 @@ Deno.test("Spool drains a large segment one chunk at a time, holding only that c
     const files = [...Deno.readDirSync(dir)];
     assert.equal(files.length, 1, "one segment");
 
-    const again = await Spool.open(dir, { chunkRows: 500 });
+    const read: string[] = [];
+    const again = await Spool.open(dir, {
+      chunkRows: 500,
+      onChunkRead: (chunk) => read.push(chunk.id),
+    });
     assert.equal(again.rows, 20_000);
     const ids = new Set<string>();
     const drained: Row[] = [];
     let chunks = 0;
     for (let chunk = await again.next(); chunk; chunk = await again.next()) {
       assert.equal(chunk.rows.length, 500);
-      assert.equal(again.rowsInMemory, 500, "only the chunk handed out is in memory");
       assert.equal(await again.next(), chunk, "the same chunk until it is acknowledged");
+      // The next chunk is read while this one would be written.
+      const ahead = chunks < 39 ? 500 : 0;
+      const expected = chunks + 1 + (ahead ? 1 : 0);
+      for (let i = 0; i < 2000 && read.length < expected; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      assert.equal(again.rowsInMemory, 500 + ahead, "the chunk handed out and the next");
+      assert.equal(read.length, expected, "each chunk read once, in order");
       ids.add(chunk.id);
       drained.push(...chunk.rows);
       chunks++;
       await again.ack(chunk);
-      assert.equal(again.rowsInMemory, 0);
+      assert.equal(again.rowsInMemory, ahead);
       assert.equal(again.rows, 20_000 - chunks * 500);
     }
+    assert.deepEqual(read, [...ids], "onChunkRead saw each chunk before it was handed out");
     assert.equal(chunks, 40);
     assert.equal(ids.size, 40);
     assert.deepEqual(strip(drained), strip(rows));
@@ -213,5 +226,27 @@ Deno.test("Spool slots: one process per slot, and a free slot's leftovers are ad
     first.close();
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("Spool writes each row as rowLine does, byte for byte, whatever its numbers", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tickpipe-spool-" });
+  try {
+    const rows = makeRows(8, { symbols: 2 });
+    const values = [0, 7, 10, 9_007_199_254_740_991, 1e21, 0.1, 1e-7, 65432.123456789, 12.5e6];
+    rows.forEach((row, i) => {
+      row.price = values[i]!;
+      row.dayVolume = i % 2 ? null : values[8 - i]!;
+      row.bid = i % 3 ? null : values[i]! / 3;
+    });
+    rows[0]!.symbol = "ÉUR/¥€N";
+    const spool = await Spool.open(dir, { chunkRows: 100 });
+    for (const row of rows) assert.equal(spool.append(row), true);
+    spool.close();
+    const [file] = [...Deno.readDirSync(dir)];
+    const text = await Deno.readTextFile(join(dir, file!.name));
+    assert.equal(text.slice(text.indexOf("\n") + 1), rows.map(rowLine).join(""));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -132,6 +132,11 @@ export class IngestPipeline {
       memoryCap: options.memoryCap,
       logger: this.#logger,
     });
+    const writer = new TickWriter(sql, {
+      method: options.method,
+      assetName: (symbol) => sequencer.name(symbol),
+      afterCommit: options.afterCommit,
+    });
     this.#keeper = new SpoolKeeper(spoolRoot, this.#batcher, {
       maxBytes: options.spoolMaxBytes,
       segmentBytes: options.spoolSegmentBytes,
@@ -140,12 +145,9 @@ export class IngestPipeline {
       memoryCap: options.memoryCap ?? BATCHER_DEFAULTS.memoryCap,
       beforeWrite: options.beforeSpoolWrite,
       onLeftoverRow: (row) => sequencer.observe(row),
+      // A spool chunk read ahead is encoded while the batch before it commits.
+      onChunkRead: (chunk) => writer.prepare(chunk),
       logger: this.#logger,
-    });
-    const writer = new TickWriter(sql, {
-      method: options.method,
-      assetName: (symbol) => sequencer.name(symbol),
-      afterCommit: options.afterCommit,
     });
     this.#delivery = new Delivery(sql, writer, {
       retryInitialMs: options.retryInitialMs,

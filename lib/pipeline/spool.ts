@@ -6,8 +6,8 @@ import {
   FIRST_SEGMENT,
   headerLine,
   parseRows,
+  putRow,
   putText,
-  rowLine,
   SEGMENT_RE,
   segmentName,
 } from "./spool_format.ts";
@@ -27,6 +27,8 @@ export interface SpoolOptions {
   bufferBytes?: number;
   /** Called for every row of a leftover spool found at open, oldest first. */
   onLeftoverRow?: (row: Row) => void;
+  /** Called for every chunk read back for writing, before `next` hands it out. */
+  onChunkRead?: (chunk: Batch) => void;
   /** A lock the spool holds for its lifetime (see `acquireSlot`), released by `close`. */
   lock?: Deno.FsFile;
   logger?: Logger;
@@ -77,6 +79,9 @@ export class Spool {
   #buf: Uint8Array;
   #fill = 0;
   #bufRows = 0;
+  /** Symbols as UTF-8, encoded once. */
+  /** Symbols as bytes, for `putRow`. */
+  #symbolBytes = new Map<string, Uint8Array>();
   #chunkFill = 0;
   #counter = FIRST_SEGMENT - 1;
   #closed = false;
@@ -103,7 +108,7 @@ export class Spool {
       throw new RangeError("Cannot open the spool: sizes must be positive");
     }
     this.#buf = new Uint8Array(this.#bufferBytes + 64 * 1024);
-    this.#queue = new SegmentQueue(this.#logger);
+    this.#queue = new SegmentQueue(this.#logger, options.onChunkRead);
   }
 
   /**
@@ -212,19 +217,21 @@ export class Spool {
   append(row: Row): boolean {
     if (this.#closed) throw new TypeError("Cannot append to a closed spool");
     if (this.#fault) return false;
-    const line = rowLine(row);
-    let size = line.length;
+    // Put in the buffer first (it has 64 KiB of room beyond `bufferBytes`), taken back if
+    // it does not fit.
+    const start = this.#fill;
     const header = this.#chunkFill === 0 || this.#chunkFill >= this.#chunkRows;
-    if (header) size += 38;
-    if (this.bytes + size > this.#maxBytes) return false;
-    const active = this.#active ?? this.#openActive();
-    if (!active) return false;
-    if (header) {
-      this.#fill = putText(this.#buf, this.#fill, headerLine(crypto.randomUUID()));
-      this.#chunkFill = 0;
+    if (header) this.#fill = putText(this.#buf, this.#fill, headerLine(crypto.randomUUID()));
+    this.#fill = putRow(this.#buf, this.#fill, row, this.#symbolBytes);
+    const size = this.#fill - start;
+    const active = this.bytes + size <= this.#maxBytes
+      ? this.#active ?? this.#openActive()
+      : undefined;
+    if (!active) {
+      this.#fill = start;
+      return false;
     }
-    // The buffer has 64 KiB beyond `bufferBytes`, and lines are short (symbols: 32 characters).
-    this.#fill = putText(this.#buf, this.#fill, line);
+    if (header) this.#chunkFill = 0;
     this.#bufRows++;
     this.#chunkFill++;
     active.rows++;
@@ -338,7 +345,7 @@ export class Spool {
     await this.#queue.ack(batch);
   }
 
-  /** Rows of the spool currently held in memory (the chunk handed out by `next`). */
+  /** Rows of the spool held in memory (the chunk handed out by `next`, the next read ahead). */
   get rowsInMemory(): number {
     return this.#queue.rowsInMemory;
   }

@@ -27,6 +27,67 @@ export function putText(buf: Uint8Array, at: number, text: string): number {
   return at;
 }
 
+/** Bound on the symbols a reader interns or a writer keeps as bytes. */
+const MAX_INTERNED = 10_000;
+const TAB = 9;
+const NEWLINE = 10;
+
+/**
+ * Copies `row`'s line (the bytes of `rowLine`) into `buf` at `at`, field by field: whole
+ * numbers digit by digit, symbols as bytes encoded once (cached in `symbolBytes`), no line
+ * string built. No bounds check: the caller leaves room (symbols are at most 32 characters).
+ * Returns the position after it.
+ */
+export function putRow(
+  buf: Uint8Array,
+  at: number,
+  r: Row,
+  symbolBytes: Map<string, Uint8Array>,
+): number {
+  at = putNumber(buf, at, r.timeMs);
+  buf[at++] = TAB;
+  let symbol = symbolBytes.get(r.symbol);
+  if (symbol === undefined) {
+    if (symbolBytes.size >= MAX_INTERNED) symbolBytes.clear();
+    symbol = encoder.encode(r.symbol);
+    symbolBytes.set(r.symbol, symbol);
+  }
+  buf.set(symbol, at);
+  at += symbol.length;
+  buf[at++] = TAB;
+  at = putNumber(buf, at, r.price);
+  buf[at++] = TAB;
+  if (r.dayVolume !== null) at = putNumber(buf, at, r.dayVolume);
+  buf[at++] = TAB;
+  if (r.bid !== null) at = putNumber(buf, at, r.bid);
+  buf[at++] = TAB;
+  if (r.ask !== null) at = putNumber(buf, at, r.ask);
+  buf[at++] = TAB;
+  if (r.volume !== null) at = putNumber(buf, at, r.volume);
+  buf[at++] = TAB;
+  at = putNumber(buf, at, r.seq);
+  buf[at++] = NEWLINE;
+  return at;
+}
+
+/** `String(n)` as bytes at `at`; a whole number below 2^53 without making the string. */
+function putNumber(buf: Uint8Array, at: number, n: number): number {
+  if (!(n >= 0 && n <= Number.MAX_SAFE_INTEGER && Math.floor(n) === n)) {
+    return putText(buf, at, String(n));
+  }
+  let digits = 1;
+  for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+  const end = at + digits;
+  let pos = end;
+  let x = n;
+  do {
+    const q = Math.floor(x / 10);
+    buf[--pos] = 48 + (x - q * 10);
+    x = q;
+  } while (x > 0);
+  return end;
+}
+
 /** A chunk's header line. */
 export function headerLine(id: string): string {
   return "@" + id + "\n";
@@ -49,7 +110,6 @@ export function segmentName(n: number): string {
   return `seg-${String(n).padStart(12, "0")}.tsv`;
 }
 
-const MAX_INTERNED = 10_000;
 const HEADER_RE = /^@[0-9a-f-]{36}$/;
 
 /** A copy of `text` that does not keep alive the larger string it was sliced from. */
@@ -57,36 +117,47 @@ function detached(text: string): string {
   return JSON.parse(JSON.stringify(text)) as string;
 }
 
-/** The number in `line` between `start` and `end`, null when empty. */
-function field(line: string, start: number, end: number): number | null {
+/** The number in `text` between `start` and `end`, null when empty. */
+function field(text: string, start: number, end: number): number | null {
   if (end === start) return null;
-  const value = Number(line.slice(start, end));
+  const value = Number(text.slice(start, end));
   return Number.isFinite(value) ? value : NaN;
 }
 
+/** The tab in `text` after `from` and before `end`, -1 when none. */
+function tab(text: string, from: number, end: number): number {
+  const at = text.indexOf("\t", from);
+  return at < end ? at : -1;
+}
+
 /**
- * Parses one row line (without its "\n"); undefined when it is not one (corrupt). `symbols`
- * interns symbol strings, so rows read back share them.
+ * Parses the row line `text[start, end)` (without its "\n"); undefined when it is not one
+ * (corrupt). `symbols` interns symbol strings, so rows read back share them.
  */
-function parseRow(line: string, symbols?: Map<string, string>): Row | undefined {
-  const t: number[] = [];
-  let at = line.indexOf("\t");
-  while (at !== -1 && t.length < 8) {
-    t.push(at);
-    at = line.indexOf("\t", at + 1);
-  }
-  if (t.length !== 7) return undefined;
-  const timeMs = Number(line.slice(0, t[0]));
-  const price = Number(line.slice(t[1]! + 1, t[2]));
-  const seq = Number(line.slice(t[6]! + 1));
+function parseRow(
+  text: string,
+  start: number,
+  end: number,
+  symbols?: Map<string, string>,
+): Row | undefined {
+  const t0 = tab(text, start, end);
+  const t1 = t0 === -1 ? -1 : tab(text, t0 + 1, end);
+  const t2 = t1 === -1 ? -1 : tab(text, t1 + 1, end);
+  const t3 = t2 === -1 ? -1 : tab(text, t2 + 1, end);
+  const t4 = t3 === -1 ? -1 : tab(text, t3 + 1, end);
+  const t5 = t4 === -1 ? -1 : tab(text, t4 + 1, end);
+  const t6 = t5 === -1 ? -1 : tab(text, t5 + 1, end);
+  if (t6 === -1 || tab(text, t6 + 1, end) !== -1) return undefined;
+  const timeMs = Number(text.slice(start, t0));
+  const price = Number(text.slice(t1 + 1, t2));
+  const seq = Number(text.slice(t6 + 1, end));
   if (!Number.isSafeInteger(timeMs) || !Number.isFinite(price) || !Number.isSafeInteger(seq)) {
     return undefined;
   }
-  const raw = line.slice(t[0]! + 1, t[1]);
-  if (raw === "") return undefined;
-  let symbol = symbols?.get(raw);
+  if (t1 === t0 + 1) return undefined;
+  let symbol = symbols?.get(text.slice(t0 + 1, t1));
   if (symbol === undefined) {
-    symbol = detached(raw);
+    symbol = detached(text.slice(t0 + 1, t1));
     if (symbols) {
       if (symbols.size >= MAX_INTERNED) symbols.clear();
       symbols.set(symbol, symbol);
@@ -96,10 +167,10 @@ function parseRow(line: string, symbols?: Map<string, string>): Row | undefined 
     timeMs,
     symbol,
     price,
-    dayVolume: field(line, t[2]! + 1, t[3]!),
-    bid: field(line, t[3]! + 1, t[4]!),
-    ask: field(line, t[4]! + 1, t[5]!),
-    volume: field(line, t[5]! + 1, t[6]!),
+    dayVolume: field(text, t2 + 1, t3),
+    bid: field(text, t3 + 1, t4),
+    ask: field(text, t4 + 1, t5),
+    volume: field(text, t5 + 1, t6),
     seq,
     receivedAt: NaN,
   };
@@ -117,7 +188,7 @@ export function parseRows(text: string): Row[] {
   const rows: Row[] = [];
   for (const line of text.split("\n")) {
     if (line === "" || line.charCodeAt(0) === 64 /* @ */) continue;
-    const row = parseRow(line);
+    const row = parseRow(line, 0, line.length);
     if (row) rows.push(row);
   }
   return rows;
@@ -151,7 +222,7 @@ export function parseChunks(text: string, damage?: Damage): Batch[] {
       chunks.push(current);
       continue;
     }
-    const row = current ? parseRow(line) : undefined;
+    const row = current ? parseRow(line, 0, line.length) : undefined;
     if (row) current!.rows.push(row);
     else if (damage && line !== "") damage.corrupt++;
   }
@@ -224,7 +295,7 @@ export class SegmentReader {
         if (done && done.rows.length > 0) return done;
         continue;
       }
-      const row = this.#pending ? parseRow(this.#text.slice(start, nl), this.#symbols) : undefined;
+      const row = this.#pending ? parseRow(this.#text, start, nl, this.#symbols) : undefined;
       if (row) {
         this.#pending!.rows.push(row);
         this.rows++;

@@ -1,6 +1,6 @@
 import { type Logger, silentLogger } from "../log.ts";
 import type { Batcher } from "./batcher.ts";
-import type { Row } from "./batch.ts";
+import type { Batch, Row } from "./batch.ts";
 import type { Spool, SpoolFault } from "./spool.ts";
 import { adoptOrphansInto, openSlotSpool } from "./spool_slot.ts";
 import { errorText, formatCount } from "../text.ts";
@@ -16,6 +16,7 @@ export interface SpoolKeeperOptions {
   memoryCap: number;
   beforeWrite?: (() => void) | undefined;
   onLeftoverRow?: (row: Row) => void;
+  onChunkRead?: (chunk: Batch) => void;
   logger?: Logger;
 }
 
@@ -72,6 +73,7 @@ export class SpoolKeeper {
         segmentBytes: o.segmentBytes,
         chunkRows: o.chunkRows,
         onLeftoverRow: o.onLeftoverRow,
+        onChunkRead: o.onChunkRead,
         beforeWrite: o.beforeWrite,
         logger: this.#logger,
       });

@@ -14,19 +14,26 @@ interface ReadingSegment extends Segment {
   reader: SegmentReader;
   /** The chunk `next` returned, until it is acknowledged. */
   current: Batch | undefined;
+  /** The chunk after it, being read while `current` is written (see `next`). */
+  ahead: Promise<Batch | undefined> | undefined;
+  /** Rows of `ahead` once it has been read. */
+  aheadRows: number;
   /** Rows of this segment acknowledged so far. */
   acked: number;
 }
 
 /**
- * A spool's sealed segments, oldest first, read back one chunk at a time: only the chunk
- * handed out is held in memory. A segment is removed once all its chunks are acknowledged.
+ * A spool's sealed segments, oldest first, read back one chunk at a time: the chunk handed
+ * out, and the next one, read ahead while the first is being written (so reading and
+ * parsing overlap the database's commit), are all that is held in memory. A segment is
+ * removed once all its chunks are acknowledged.
  */
 export class SegmentQueue {
   #sealed: Segment[] = [];
   #reading: ReadingSegment | undefined;
   #symbols = new Map<string, string>();
   #logger: Logger;
+  #onRead: (chunk: Batch) => void;
   /** Rows not yet acknowledged. */
   rows = 0;
   /** Bytes of the segments not yet removed. */
@@ -34,8 +41,10 @@ export class SegmentQueue {
   /** Rows of segments that vanished or could not be read. */
   lost = 0;
 
-  constructor(logger: Logger = silentLogger) {
+  /** `onRead` sees each chunk once it is read (to prepare its write ahead of time). */
+  constructor(logger: Logger = silentLogger, onRead: (chunk: Batch) => void = () => {}) {
     this.#logger = logger;
+    this.#onRead = onRead;
   }
 
   /** Segments waiting, the one being read included. */
@@ -43,9 +52,10 @@ export class SegmentQueue {
     return this.#sealed.length + (this.#reading ? 1 : 0);
   }
 
-  /** Rows held in memory: the chunk handed out by `next`. */
+  /** Rows held in memory: the chunk handed out by `next` and the one read ahead. */
   get rowsInMemory(): number {
-    return this.#reading?.current?.rows.length ?? 0;
+    const reading = this.#reading;
+    return (reading?.current?.rows.length ?? 0) + (reading?.aheadRows ?? 0);
   }
 
   /** Queues a sealed segment (the newest). */
@@ -82,20 +92,38 @@ export class SegmentQueue {
         if (reading.current) return reading.current;
         let chunk: Batch | undefined;
         try {
-          chunk = await reading.reader.next();
+          chunk = await (reading.ahead ?? this.#read(reading));
         } catch (error) {
           this.#lose(reading, error);
           continue;
+        } finally {
+          reading.ahead = undefined;
+          reading.aheadRows = 0;
         }
-        if (chunk) return (reading.current = chunk);
-        await this.#finish();
-        continue;
+        if (!chunk) {
+          await this.#finish();
+          continue;
+        }
+        reading.current = chunk;
+        if (!reading.reader.ended) {
+          reading.ahead = this.#read(reading);
+          // Its failure is reported by the `next` that awaits it.
+          reading.ahead.catch(() => {});
+        }
+        return chunk;
       }
       const segment = this.#sealed.shift();
       if (!segment) return undefined;
       try {
         const reader = await SegmentReader.open(segment.path, this.#symbols);
-        this.#reading = { ...segment, reader, current: undefined, acked: 0 };
+        this.#reading = {
+          ...segment,
+          reader,
+          current: undefined,
+          ahead: undefined,
+          aheadRows: 0,
+          acked: 0,
+        };
       } catch (error) {
         this.#lose({ ...segment, acked: 0 }, error);
       }
@@ -111,12 +139,27 @@ export class SegmentQueue {
     reading.current = undefined;
     reading.acked += batch.rows.length;
     this.rows -= batch.rows.length;
-    if (reading.reader.ended) await this.#finish();
+    if (!reading.reader.ended) return;
+    // The reader is past its end: the chunk read ahead (if any) is the segment's last.
+    const ahead = await reading.ahead?.catch(() => null);
+    if (ahead === undefined && this.#reading === reading && !reading.current) {
+      reading.ahead = undefined;
+      await this.#finish();
+    }
   }
 
   /** Closes the file being read. */
   close(): void {
     this.#reading?.reader.close();
+  }
+
+  async #read(reading: ReadingSegment): Promise<Batch | undefined> {
+    const chunk = await reading.reader.next();
+    if (chunk) {
+      reading.aheadRows = chunk.rows.length;
+      this.#onRead(chunk);
+    }
+    return chunk;
   }
 
   /** Drops a segment that cannot be read (vanished, I/O error): its rows are lost, counted. */
