@@ -17,7 +17,7 @@ export const COMPILE_PERMISSIONS = [
   "--allow-sys",
   // The ingester's memory bound (see README, Benchmark): a small young generation and a
   // capped old space keep its RSS flat under 200 MB.
-  "--v8-flags=--max-semi-space-size=8,--max-old-space-size=192",
+  "--v8-flags=--max-semi-space-size=4,--max-old-space-size=192,--single-threaded-gc",
 ];
 
 /** `deno task compile`: `deno compile` with a clear explanation when the runtime cannot be fetched. */
