@@ -34,6 +34,9 @@ interface SymbolState {
 }
 
 const DAY_MS = 86_400_000;
+
+/** The start of the second of `ms` (epoch ms). */
+const secondOf = (ms: number) => Math.floor(ms / 1000) * 1000;
 // Float subtraction leaves noise (1234.5 - 1234.2 = 0.2999999999999545); volumes are
 // rounded to 8 decimals, the finest unit crypto exchanges report (a satoshi).
 const VOLUME_SCALE = 1e8;
@@ -87,13 +90,14 @@ export class TickSequencer {
    */
   takeOver(symbol: string, lastTick: SeedRow | undefined, atMs: number): void {
     if (lastTick) this.observe(lastTick);
-    const toMs = Math.floor(atMs / 1000) * 1000;
-    const fromMs = lastTick ? Math.min(Math.floor(lastTick.timeMs / 1000) * 1000, toMs) : toMs;
+    const toMs = secondOf(atMs);
+    const lastMs = lastTick ? secondOf(lastTick.timeMs) : toMs;
     const next = new Map<number, number>();
-    if (lastTick && Math.floor(lastTick.timeMs / 1000) * 1000 === toMs) {
+    if (lastTick && lastMs === toMs) {
       const middle = toMs * 1000 + 500_000;
       next.set(toMs, lastTick.seq >= middle ? lastTick.seq + 100_000 : middle);
     }
+    const fromMs = Math.min(lastMs, toMs);
     this.#stateOf(symbol, undefined, undefined).handover = { fromMs, toMs, next };
   }
 
@@ -134,7 +138,7 @@ export class TickSequencer {
     const handover = s.handover;
     let seq: number;
     if (handover && tick.timeMs >= handover.fromMs && tick.timeMs < handover.toMs + 1000) {
-      const second = Math.floor(tick.timeMs / 1000) * 1000;
+      const second = secondOf(tick.timeMs);
       seq = handover.next.get(second) ?? second * 1000 + 500_000;
       handover.next.set(second, seq + 1);
       if (seq > s.lastSeq) s.lastSeq = seq;

@@ -79,8 +79,7 @@ export class Spool {
   #buf: Uint8Array;
   #fill = 0;
   #bufRows = 0;
-  /** Symbols as UTF-8, encoded once. */
-  /** Symbols as bytes, for `putRow`. */
+  /** Symbols as bytes, encoded once, for `putRow`. */
   #symbolBytes = new Map<string, Uint8Array>();
   #chunkFill = 0;
   #counter = FIRST_SEGMENT - 1;
