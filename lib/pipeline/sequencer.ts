@@ -18,8 +18,13 @@ export interface SeedRow {
 interface Handover {
   /** The second of the previous holder's last stored tick (epoch ms). */
   fromMs: number;
-  /** The second of the takeover (epoch ms). */
+  /**
+   * The last such second (epoch ms): the takeover's until this process's first tick of the
+   * symbol, then the latest of that tick's second and the second it arrived in (`open`
+   * until then): the previous holder received ticks until the subscription took effect.
+   */
   toMs: number;
+  open: boolean;
   next: Map<number, number>;
 }
 
@@ -80,25 +85,27 @@ export class TickSequencer {
 
   /**
    * Continues `symbol` taken over from another process at `atMs` (epoch ms), whose last
-   * stored tick was `lastTick`. That holder received no tick stamped after the takeover's
-   * second, but may still write ticks of the seconds since its last stored one, numbered
-   * from each second's start (an ordinal far below 500,000 a second), and this process may
-   * receive late ticks of those seconds too: this process numbers its ticks of them from
-   * the middle of their second, so in each second the previous holder's (which arrived
-   * first) sort first and no seq is used twice. A previous holder that took the lease in
-   * the takeover's second numbered it from the middle too: then from 100,000 above its last.
+   * stored tick was `lastTick`. That holder received ticks until this process's
+   * subscription took effect (after the takeover, possibly in a later second), and may
+   * still write those of the seconds since its last stored one, numbered from each
+   * second's start (an ordinal far below 500,000 a second); this process may receive late
+   * ticks of those seconds too. This process numbers its ticks of them from the middle of
+   * their second, so in each second the previous holder's (which arrived first) sort first
+   * and no seq is used twice. Which seconds: see `Handover`. A previous holder that
+   * numbered its last stored tick's second from the middle itself (it had taken the lease
+   * over in that second): from 100,000 above that tick.
    */
   takeOver(symbol: string, lastTick: SeedRow | undefined, atMs: number): void {
     if (lastTick) this.observe(lastTick);
     const toMs = secondOf(atMs);
     const lastMs = lastTick ? secondOf(lastTick.timeMs) : toMs;
     const next = new Map<number, number>();
-    if (lastTick && lastMs === toMs) {
-      const middle = toMs * 1000 + 500_000;
-      next.set(toMs, lastTick.seq >= middle ? lastTick.seq + 100_000 : middle);
+    if (lastTick) {
+      const middle = lastMs * 1000 + 500_000;
+      next.set(lastMs, lastTick.seq >= middle ? lastTick.seq + 100_000 : middle);
     }
     const fromMs = Math.min(lastMs, toMs);
-    this.#stateOf(symbol, undefined, undefined).handover = { fromMs, toMs, next };
+    this.#stateOf(symbol, undefined, undefined).handover = { fromMs, toMs, open: true, next };
   }
 
   /** The asset name seen for `symbol` in this process, if any. */
@@ -136,6 +143,11 @@ export class TickSequencer {
     const dayVolume = tick.day_volume ?? null;
     const t = tick.timeMs * 1000;
     const handover = s.handover;
+    if (handover?.open) {
+      const arrivedMs = performance.timeOrigin + receivedAt;
+      handover.toMs = Math.max(handover.toMs, secondOf(tick.timeMs), secondOf(arrivedMs));
+      handover.open = false;
+    }
     let seq: number;
     if (handover && tick.timeMs >= handover.fromMs && tick.timeMs < handover.toMs + 1000) {
       const second = secondOf(tick.timeMs);
