@@ -12,6 +12,7 @@ import { createTestDatabase } from "./_support/db.ts";
 import { assertInsertedInOrder, countAndDuplicates } from "./_support/rows.ts";
 import { IngestProcess } from "./_support/ingest_process.ts";
 import { startProxy } from "./_support/proxy.ts";
+import { taskDataDir } from "./_support/run.ts";
 import { startIngest } from "./_support/ingest.ts";
 import { captureLogger, waitFor, withSimulator } from "./_support/sim.ts";
 import { bypassesPermissions, mountTmpfs } from "./_support/small_fs.ts";
@@ -90,8 +91,7 @@ Deno.test("A full spool during an outage: memory keeps what fits, the rest is co
 
 /** A read-only directory under .data: a read-only tmpfs where root can mount one, else chmod. */
 async function readOnlyDir(prefix: string) {
-  await Deno.mkdir(".data", { recursive: true });
-  const dir = await Deno.makeTempDir({ dir: ".data", prefix });
+  const dir = await taskDataDir(prefix);
   if (bypassesPermissions()) {
     const tmpfs = await mountTmpfs(dir, "64k", { readOnly: true });
     if (typeof tmpfs === "string") return { dir, kind: `none: root, and ${tmpfs}` };

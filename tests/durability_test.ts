@@ -9,6 +9,7 @@ import type { Sql } from "postgres";
 import { createTestDatabase } from "./_support/db.ts";
 import { IngestProcess } from "./_support/ingest_process.ts";
 import { startProxy } from "./_support/proxy.ts";
+import { taskDataDir } from "./_support/run.ts";
 import { waitFor, withSimulator } from "./_support/sim.ts";
 import { databaseUrl } from "./_support/url.ts";
 import { assertInsertedInOrder, duplicates, rowsBySymbol } from "./_support/rows.ts";
@@ -30,8 +31,7 @@ function segments(slot: string): string[] {
 Deno.test("kill -9 during a database outage loses nothing spooled; the restart drains it and reports a torn line", async () => {
   const db = await createTestDatabase();
   const proxy = startProxy(db.config);
-  await Deno.mkdir(".data", { recursive: true });
-  const dataDir = await Deno.makeTempDir({ dir: ".data", prefix: "test-kill9-" });
+  const dataDir = await taskDataDir("test-kill9-");
   const symbols = ["BTC/USD", "ETH/USD", "AAPL"];
   const total = 6000;
   try {
@@ -83,8 +83,7 @@ Deno.test("kill -9 during a database outage loses nothing spooled; the restart d
 Deno.test("Two processes on one data directory spool apart; a stopped one's spool is drained by the next start", async () => {
   const db = await createTestDatabase();
   const proxy = startProxy(db.config);
-  await Deno.mkdir(".data", { recursive: true });
-  const dataDir = await Deno.makeTempDir({ dir: ".data", prefix: "test-two-" });
+  const dataDir = await taskDataDir("test-two-");
   const mine = ["BTC/USD", "ETH/USD"];
   const theirs = ["AAPL", "MSFT"];
   try {

@@ -9,6 +9,7 @@ import { newBatch } from "../lib/pipeline/batch.ts";
 import { TickSequencer } from "../lib/pipeline/sequencer.ts";
 import { TickWriter } from "../lib/pipeline/writer.ts";
 import { createTestDatabase } from "./_support/db.ts";
+import { duplicates } from "./_support/rows.ts";
 import { parsePriceFrame } from "./_support/ticks.ts";
 
 const MINUTE = 60_000;
@@ -99,9 +100,7 @@ Deno.test("The tutorial's INSERTs work next to tickpipe's rows and land in the c
         { price: 101, seq: String(t0 + 1n), volume: "1" },
         { price: 99, seq: String(t0 + 2n), volume: null },
       ]);
-      const [dups] = await db.sql<{ n: number }[]>`
-        SELECT (count(*) - count(DISTINCT (symbol, seq)))::int AS n FROM crypto_ticks`;
-      assert.equal(dups!.n, 0);
+      assert.equal(await duplicates(db.sql), 0);
     });
 
     // BTC's minute, by (time, seq): 100, 101, 99 | 98 | 102 | 105, 104. Volume: tickpipe's

@@ -16,8 +16,8 @@ import {
   tickRows,
   yesterdayMidnight,
 } from "./_support/gaps.ts";
-import { permissionSet, runDeno } from "./_support/run.ts";
-import { TEST_KEY, waitFor, withSimulator } from "./_support/sim.ts";
+import { permissionSet, runDeno, taskDataDir } from "./_support/run.ts";
+import { ingestEnv, waitFor, withSimulator } from "./_support/sim.ts";
 import { databaseUrl } from "./_support/url.ts";
 
 /** The time of the symbol's tick number `n` (from 0) in seq order, once it is stored. */
@@ -134,8 +134,7 @@ Deno.test("Stalls, refused symbols and clean stops are gaps; the next start clos
 
 Deno.test("A kill -9 of ingest is found at the next start as a not_running gap", async () => {
   const db = await createTestDatabase();
-  await Deno.mkdir(".data", { recursive: true });
-  const dataDir = await Deno.makeTempDir({ dir: ".data", prefix: "tickpipe-kill-" });
+  const dataDir = await taskDataDir("tickpipe-kill-");
   try {
     await withSimulator({ rate: 100, symbols: ["BTC/USD"] }, async (sim) => {
       const child = new Deno.Command(Deno.execPath(), {
@@ -147,14 +146,7 @@ Deno.test("A kill -9 of ingest is found at the next start as a not_running gap",
           "BTC/USD",
           "--no-backfill",
         ],
-        env: {
-          NO_COLOR: "1",
-          DATABASE_URL: databaseUrl(db.config),
-          TWELVEDATA_API_KEY: TEST_KEY,
-          TWELVEDATA_WS_URL: sim.wsUrl,
-          TWELVEDATA_API_URL: sim.apiUrl,
-          TICKPIPE_DATA_DIR: dataDir,
-        },
+        env: { NO_COLOR: "1", ...ingestEnv(sim, databaseUrl(db.config), dataDir) },
         stdout: "null",
         stderr: "null",
       }).spawn();

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { Logger } from "../lib/log.ts";
 import { type IngestOptions, runIngest } from "../lib/ingest/mod.ts";
 import { createTestDatabase } from "./_support/db.ts";
+import { countAndDuplicates } from "./_support/rows.ts";
 import { freePort } from "./_support/run.ts";
 import { TEST_KEY, waitFor, withSimulator } from "./_support/sim.ts";
 
@@ -102,11 +103,9 @@ Deno.test("A key refused after hours of running fails /healthz, is retried, and 
           await waitFor(() => sim.stats().price_events_sent > sent + 50, "ticks again", 20_000);
         },
       );
-      const [row] = await db.sql<{ n: number; dup: number }[]>`
-        SELECT count(*)::int AS n, (count(*) - count(DISTINCT (symbol, seq)))::int AS dup
-        FROM crypto_ticks`;
-      assert.equal(row!.n, sim.stats().price_events_sent);
-      assert.equal(row!.dup, 0);
+      const { rows, duplicates } = await countAndDuplicates(db.sql);
+      assert.equal(rows, sim.stats().price_events_sent);
+      assert.equal(duplicates, 0);
     });
   } finally {
     await db.drop();

@@ -9,7 +9,7 @@ import { PRICE_LIMITS } from "../lib/twelvedata/mod.ts";
 import { type IngestSummary, runIngest } from "../lib/ingest/mod.ts";
 import type { SimulatorHandle } from "../lib/simulator/mod.ts";
 import { assertDemoWroteAllSent, createTestDatabase, type TestDatabase } from "./_support/db.ts";
-import { captureLogger, TEST_KEY, waitFor, withSimulator } from "./_support/sim.ts";
+import { captureLogger, ingestEnv, TEST_KEY, waitFor, withSimulator } from "./_support/sim.ts";
 import { permissionSet, runDeno, taskDataDir } from "./_support/run.ts";
 import { databaseUrl } from "./_support/url.ts";
 import { duplicates, rowsBySymbol } from "./_support/rows.ts";
@@ -226,14 +226,7 @@ Deno.test("ingest as a process: SIGTERM mid-stream writes every tick received, t
             "--log-format",
             "json",
           ],
-          env: {
-            NO_COLOR: "1",
-            DATABASE_URL: databaseUrl(db.config),
-            TWELVEDATA_API_KEY: TEST_KEY,
-            TWELVEDATA_WS_URL: sim.wsUrl,
-            TWELVEDATA_API_URL: sim.apiUrl,
-            TICKPIPE_DATA_DIR: dataDir,
-          },
+          env: { NO_COLOR: "1", ...ingestEnv(sim, databaseUrl(db.config), dataDir) },
           stdout: "piped",
           stderr: "piped",
         }).spawn();

@@ -13,12 +13,12 @@ import {
   assertEachSentTickOnce,
   assertHandedOver,
   connectionIds,
-  duplicates,
   sentTicks,
 } from "./_support/accounting.ts";
 import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
-import { permissionSet, runDeno } from "./_support/run.ts";
-import { ingestEnv, waitFor, withSimulator } from "./_support/sim.ts";
+import { duplicates } from "./_support/rows.ts";
+import { permissionSet, runDeno, taskDataDir } from "./_support/run.ts";
+import { ingestEnv, sentMore, waitFor, withSimulator } from "./_support/sim.ts";
 import { databaseUrl } from "./_support/url.ts";
 
 /** An ingest process and the messages it logged so far (JSON lines). */
@@ -34,11 +34,6 @@ interface IngestProcess {
   cleanup(): Promise<void>;
 }
 
-async function tempDataDir(): Promise<string> {
-  await Deno.mkdir(".data", { recursive: true });
-  return await Deno.makeTempDir({ dir: ".data", prefix: "tickpipe-lease-" });
-}
-
 /** Starts `tasks/ingest.ts`; on a data directory of its own unless `dataDir` is given. */
 function spawnIngest(
   db: TestDatabase,
@@ -48,7 +43,7 @@ function spawnIngest(
   options: { dataDir?: string } = {},
 ): Promise<IngestProcess> {
   return (async () => {
-    const dataDir = options.dataDir ?? await tempDataDir();
+    const dataDir = options.dataDir ?? await taskDataDir("tickpipe-lease-");
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -134,20 +129,6 @@ async function holderAndStandby(
   return [a, b];
 }
 
-/** Polls `condition` every 50 ms for up to 30 s. */
-async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-async function sentMore(sim: SimulatorHandle, more: number): Promise<void> {
-  const target = sim.stats().price_events_sent + more;
-  await waitFor(() => sim.stats().price_events_sent >= target, `${more} more ticks`, 30_000);
-}
-
 /** The rows in the spool segments of `dir` (a slot), as a file reader would find them. */
 async function spooledRows(dir: string): Promise<Row[]> {
   const rows: Row[] = [];
@@ -170,7 +151,7 @@ Deno.test("kill -9 of the holder: the standby on the same data directory takes o
   const db = await createTestDatabase();
   const symbols = ["BTC/USD", "ETH/USD"];
   const started: IngestProcess[] = [];
-  const dataDir = await tempDataDir();
+  const dataDir = await taskDataDir("tickpipe-lease-");
   try {
     await withSimulator({ rate: 2_000, symbols, recordFrames: true }, async (sim) => {
       const [a, b] = await holderAndStandby(db, sim, symbols, started, { dataDir });
@@ -181,7 +162,7 @@ Deno.test("kill -9 of the holder: the standby on the same data directory takes o
       await db.sql.begin(async (tx) => {
         await tx`LOCK TABLE crypto_ticks IN EXCLUSIVE MODE`;
         const slot = join(dataDir, "spool", "0");
-        await until(async () => (await spooledRows(slot)).length >= 1_000, "a to spool");
+        await waitFor(async () => (await spooledRows(slot)).length >= 1_000, "a to spool");
         killedAt = Date.now();
         a.child.kill("SIGKILL");
         await a.child.status;
@@ -200,7 +181,7 @@ Deno.test("kill -9 of the holder: the standby on the same data directory takes o
             ON c.symbol = k->>0 AND c.seq = (k->>1)::bigint`;
         return row!.n;
       };
-      await until(async () => await storedOf() === spooled.length, "a's spooled ticks stored");
+      await waitFor(async () => await storedOf() === spooled.length, "a's spooled ticks stored");
       assert.equal(await b.stop(), 0, b.messages().join("\n"));
 
       const [ca, cb] = connectionIds(sim);
@@ -338,7 +319,7 @@ Deno.test("--no-standby: a symbol held by another process is refused with one li
       const a = await spawnIngest(db, sim, ["BTC/USD"]);
       started.push(a);
       await a.logged(/^Holding the lease of 1 symbol\(s\): BTC\/USD$/);
-      const dataDir = await Deno.makeTempDir({ dir: ".data", prefix: "tickpipe-lease-" });
+      const dataDir = await taskDataDir("tickpipe-lease-");
       try {
         const refused = await runDeno(
           "tasks/ingest.ts",

@@ -9,15 +9,11 @@ import type { Sql } from "postgres";
 import { connect } from "../lib/db/connection.ts";
 import { type IngestOptions, type IngestSummary, runIngest } from "../lib/ingest/mod.ts";
 import type { SimulatorHandle } from "../lib/simulator/mod.ts";
-import {
-  assertEachSentTickOnce,
-  assertHandedOver,
-  connectionIds,
-  duplicates,
-} from "./_support/accounting.ts";
+import { assertEachSentTickOnce, assertHandedOver, connectionIds } from "./_support/accounting.ts";
 import { createTestDatabase, type TestDatabase } from "./_support/db.ts";
 import { type Proxy, startProxy } from "./_support/proxy.ts";
-import { captureLogger, TEST_KEY, waitFor, withSimulator } from "./_support/sim.ts";
+import { duplicates, rowsBySymbol } from "./_support/rows.ts";
+import { captureLogger, sentMore, TEST_KEY, waitFor, withSimulator } from "./_support/sim.ts";
 
 const CLIENT = { heartbeatMs: 500, watchdogMs: 2_000, backoffBaseMs: 100, backoffCapMs: 1_000 };
 
@@ -132,17 +128,9 @@ async function holderAndStandby(
   return [a, b];
 }
 
-/** Waits until the simulator has sent `more` price events beyond now. */
-async function sentMore(sim: SimulatorHandle, more: number): Promise<void> {
-  const target = sim.stats().price_events_sent + more;
-  await waitFor(() => sim.stats().price_events_sent >= target, `${more} more ticks`, 30_000);
-}
-
 /** Every tick the simulator sent is stored once: rows per symbol equal its counts. */
 async function assertEveryTickOnce(sql: Sql, sim: SimulatorHandle): Promise<void> {
-  const rows = await sql<{ symbol: string; n: number }[]>`
-    SELECT symbol, count(*)::int AS n FROM crypto_ticks GROUP BY symbol`;
-  assert.deepEqual(Object.fromEntries(rows.map((r) => [r.symbol, r.n])), sim.stats().by_symbol);
+  assert.deepEqual(await rowsBySymbol(sql), sim.stats().by_symbol);
   assert.equal(await duplicates(sql), 0);
 }
 

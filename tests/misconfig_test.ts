@@ -10,8 +10,8 @@ import { chooseMode, type ServerInfo } from "../lib/db/server_info.ts";
 import { connectionLost, migrate } from "../lib/db/migrations.ts";
 import { loadConfig } from "../lib/config.ts";
 import { createTestDatabase, uniqueName } from "./_support/db.ts";
-import { permissionSet, runDeno } from "./_support/run.ts";
-import { TEST_KEY, withSimulator } from "./_support/sim.ts";
+import { permissionSet, runDeno, taskDataDir } from "./_support/run.ts";
+import { ingestEnv, TEST_KEY, withSimulator } from "./_support/sim.ts";
 import { UNCAUGHT_SECRET } from "./_support/uncaught_task.ts";
 import { databaseUrl } from "./_support/url.ts";
 
@@ -29,12 +29,6 @@ function assertOneLine(result: Result, code: number, pattern: RegExp, secrets: s
   for (const secret of secrets) {
     assert.ok(!(result.stdout + result.stderr).includes(secret), `${secret} was printed`);
   }
-}
-
-/** A fresh directory under .data/, the only place the tasks may write. */
-async function taskDataDir(prefix: string): Promise<string> {
-  await Deno.mkdir(".data", { recursive: true });
-  return await Deno.makeTempDir({ dir: ".data", prefix });
 }
 
 Deno.test("--symbols with no symbol is a usage error (exit 2), not a silent default", async () => {
@@ -81,14 +75,7 @@ Deno.test("A metrics port held by another program: ingest names it and the flag,
     await withSimulator({ rate: 10 }, async (sim) => {
       const result = await runDeno("tasks/ingest.ts", ["--metrics-port", String(port)], {
         permissions: permissionSet("db"),
-        env: {
-          DATABASE_URL: databaseUrl(db.config),
-          TWELVEDATA_API_KEY: TEST_KEY,
-          TWELVEDATA_WS_URL: sim.wsUrl,
-          TWELVEDATA_API_URL: sim.apiUrl,
-          TICKPIPE_DATA_DIR: dataDir,
-          TICKPIPE_LOG_LEVEL: "warn",
-        },
+        env: { ...ingestEnv(sim, databaseUrl(db.config), dataDir), TICKPIPE_LOG_LEVEL: "warn" },
       });
       assertOneLine(
         result,
@@ -115,11 +102,8 @@ Deno.test("A key refused at the first connection ends ingest with one line, exit
       const result = await runDeno("tasks/ingest.ts", [], {
         permissions: permissionSet("db"),
         env: {
-          DATABASE_URL: databaseUrl(db.config),
+          ...ingestEnv(sim, databaseUrl(db.config), dataDir),
           TWELVEDATA_API_KEY: badKey,
-          TWELVEDATA_WS_URL: sim.wsUrl,
-          TWELVEDATA_API_URL: sim.apiUrl,
-          TICKPIPE_DATA_DIR: dataDir,
           TICKPIPE_LOG_LEVEL: "error",
         },
       });

@@ -6,7 +6,7 @@ import { startEmbedded, stopEmbedded } from "../lib/db/embedded.ts";
 import { migrate } from "../lib/db/migrations.ts";
 import { IngestPipeline } from "../lib/pipeline/pipeline.ts";
 import { createTestDatabase } from "./_support/db.ts";
-import { freePort } from "./_support/run.ts";
+import { freePort, taskDataDir } from "./_support/run.ts";
 import { waitFor } from "./_support/sim.ts";
 import { parsePriceFrame, priceEvents } from "./_support/ticks.ts";
 import { assertInsertedInOrder, countAndDuplicates } from "./_support/rows.ts";
@@ -171,7 +171,7 @@ Deno.test("A COMMIT whose outcome was lost is detected on retry and not repeated
 
 Deno.test("Database outage: ticks wait in memory and the spool, then land exactly once, in order", async (t) => {
   // A server of its own: this test stops it.
-  const serverDir = await Deno.makeTempDir({ dir: ".data", prefix: "test-outage-" });
+  const serverDir = await taskDataDir("test-outage-");
   const dataDir = await tempDir("tickpipe-outage-");
   const port = freePort();
   const server = await startEmbedded(serverDir, { port });

@@ -15,7 +15,7 @@ import {
 import { TickWriter } from "../lib/pipeline/writer.ts";
 import quarantineSql from "../sql/005_quarantine.sql" with { type: "text" };
 import { createTestDatabase } from "./_support/db.ts";
-import { permissionSet, runDeno } from "./_support/run.ts";
+import { permissionSet, runDeno, taskDataDir } from "./_support/run.ts";
 import { startIngest } from "./_support/ingest.ts";
 import { captureLogger, waitFor, withSimulator } from "./_support/sim.ts";
 import { makeRows } from "./_support/ticks.ts";
@@ -24,7 +24,7 @@ import { assertInsertedInOrder, duplicates, rowsBySymbol } from "./_support/rows
 
 Deno.test("A CHECK constraint refusing one symbol quarantines only its rows; replay stores them once", async () => {
   const db = await createTestDatabase();
-  const dataDir = await Deno.makeTempDir({ dir: ".data", prefix: "tickpipe-quarantine-" });
+  const dataDir = await taskDataDir("tickpipe-quarantine-");
   const symbols = ["BTC/USD", "ETH/USD", "AAPL"];
   try {
     await db.sql`ALTER TABLE crypto_ticks ADD CONSTRAINT no_eth CHECK (symbol <> 'ETH/USD')`;

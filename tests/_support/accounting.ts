@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import type { Sql } from "postgres";
 import type { SimulatorHandle } from "../../lib/simulator/mod.ts";
+import { duplicates } from "./rows.ts";
 
 /** The rows of `symbol` as "epoch seconds|price", in seq order. */
 export async function storedTicks(sql: Sql, symbol: string): Promise<string[]> {
@@ -55,13 +56,6 @@ export async function assertHandedOver(
     `${symbol}: the first owner's rows, in order`,
   );
   return { firstStored: k, nextStored: b.length, lost: a.length - k };
-}
-
-/** Rows minus distinct (symbol, seq): 0 when no tick is stored twice. */
-export async function duplicates(sql: Sql): Promise<number> {
-  const [row] = await sql<{ n: number }[]>`
-    SELECT (count(*) - count(DISTINCT (symbol, seq)))::int AS n FROM crypto_ticks`;
-  return row!.n;
 }
 
 /** A stored or sent tick as "epoch seconds|price|day volume". */

@@ -31,7 +31,6 @@ export async function tickRows(sql: Sql): Promise<number> {
 
 /** A running ingest against `sim`, stopped with `stop()`. */
 export interface RunningIngest {
-  summary(): IngestSummary | undefined;
   stop(): Promise<IngestSummary>;
 }
 
@@ -48,7 +47,6 @@ export async function startIngest(
 ): Promise<RunningIngest> {
   const controller = new AbortController();
   const dataDir = await Deno.makeTempDir({ prefix: "tickpipe-gaps-" });
-  let last: IngestSummary | undefined;
   const before = sim.stats().subscriptions;
   const running = runIngest(sql, {
     twelveData: { apiKey: TEST_KEY, wsUrl: sim.wsUrl, apiUrl: sim.apiUrl },
@@ -60,7 +58,6 @@ export async function startIngest(
     client: { heartbeatMs: 500, watchdogMs: 3_000, backoffBaseMs: 100, backoffCapMs: 500 },
     pipeline: { retryInitialMs: 50, retryMaxMs: 500 },
     gaps: { heartbeatMs: 200 },
-    onSummary: (s) => last = s,
     ...options,
   });
   running.catch(() => {});
@@ -75,7 +72,6 @@ export async function startIngest(
     }),
   ]);
   return {
-    summary: () => last,
     async stop() {
       controller.abort();
       try {

@@ -1,6 +1,6 @@
 import type { SimulatorHandle } from "../../lib/simulator/mod.ts";
 import { freePort, permissionSet } from "./run.ts";
-import { TEST_KEY } from "./sim.ts";
+import { ingestEnv } from "./sim.ts";
 
 /** `tasks/ingest.ts` running as a child process, with the permissions of its task. */
 export class IngestProcess {
@@ -25,14 +25,7 @@ export class IngestProcess {
         "--log-format",
         "json",
       ],
-      env: {
-        NO_COLOR: "1",
-        DATABASE_URL: options.databaseUrl,
-        TWELVEDATA_API_KEY: TEST_KEY,
-        TWELVEDATA_WS_URL: options.sim.wsUrl,
-        TWELVEDATA_API_URL: options.sim.apiUrl,
-        TICKPIPE_DATA_DIR: options.dataDir,
-      },
+      env: { NO_COLOR: "1", ...ingestEnv(options.sim, options.databaseUrl, options.dataDir) },
       stdout: "piped",
       stderr: "piped",
     }).spawn();

@@ -45,13 +45,6 @@ export class ManualTimers implements Timers {
     return this.#pending.size;
   }
 
-  /** Milliseconds until the next timer fires; undefined when none waits. */
-  nextIn(): number | undefined {
-    let next: number | undefined;
-    for (const p of this.#pending.values()) if (next === undefined || p.at < next) next = p.at;
-    return next === undefined ? undefined : next - this.#now;
-  }
-
   /** Moves time forward by `ms`, firing each timer due on the way at its time, in order. */
   advance(ms: number): void {
     const end = this.#now + ms;

@@ -80,7 +80,13 @@ export async function waitFor(
   }
 }
 
+/** Waits until the simulator has sent `more` price events beyond now. */
+export async function sentMore(sim: SimulatorHandle, more: number): Promise<void> {
+  const target = sim.stats().price_events_sent + more;
+  await waitFor(() => sim.stats().price_events_sent >= target, `${more} more ticks`, 30_000);
+}
+
 /** Resolves after `ms`. */
-export function sleep(ms: number): Promise<void> {
+function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
