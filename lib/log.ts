@@ -66,12 +66,13 @@ export class Logger {
 
   /**
    * Logs at most `perWindow` lines with this `key` every `windowMs`; the lines held back
-   * are counted and reported on the next line that gets through.
+   * are counted and reported on the next line that gets through. A `message` function is
+   * called only for a line that gets through (for callers on a hot path).
    */
   limited(
     key: string,
     level: LogLevel,
-    message: string,
+    message: string | (() => string),
     fields: LogFields = {},
     options: { perWindow?: number; windowMs?: number } = {},
   ): void {
@@ -87,7 +88,7 @@ export class Logger {
     }
     if (state.count < perWindow) {
       state.count++;
-      this.#write(level, message, fields);
+      this.#write(level, typeof message === "function" ? message() : message, fields);
     } else {
       state.suppressed++;
     }

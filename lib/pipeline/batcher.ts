@@ -329,18 +329,21 @@ export class Batcher {
   #drop(): "dropped" {
     this.#dropped++;
     this.#lastDropAt = Date.now();
-    const spool = this.#spool;
-    const why = !spool
-      ? "no spool"
-      : spool.fault
-      ? `the spool cannot be written (${spool.fault.error})`
-      : "the spool is full";
+    // Called for every tick dropped: the line is built only when it is written.
     this.#logger.limited(
       "batcher-drop",
       "error",
-      `Cannot keep ticks: ${
-        formatCount(this.#memoryCap)
-      } held in memory and ${why}; dropping new ticks until the database catches up`,
+      () => {
+        const spool = this.#spool;
+        const why = !spool
+          ? "no spool"
+          : spool.fault
+          ? `the spool cannot be written (${spool.fault.error})`
+          : "the spool is full";
+        return `Cannot keep ticks: ${
+          formatCount(this.#memoryCap)
+        } held in memory and ${why}; dropping new ticks until the database catches up`;
+      },
       { dropped: this.#dropped },
       { perWindow: 1, windowMs: 60_000 },
     );
