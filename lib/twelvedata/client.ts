@@ -69,7 +69,6 @@ export class TwelveDataClient {
   #opened = settled<void>();
   #closed = settled<void>();
   #closing: Promise<void> | undefined;
-  #fatal: Error | undefined;
 
   constructor(options: ClientOptions) {
     const settings = clientSettings(options);
@@ -242,6 +241,8 @@ export class TwelveDataClient {
     if (ws !== this.#ws) return;
     this.#state = "open";
     this.#failures = 0;
+    // Replies to heartbeats a dropped connection never answered will not come: count afresh.
+    this.#heartbeatsSent = this.#reader.heartbeats;
     const now = this.#timers.now();
     this.#notify({ type: "open", atMs: now, reconnect: this.#everOpened });
     if (this.#everOpened) this.#reconnects++;
@@ -360,12 +361,11 @@ export class TwelveDataClient {
   #fail(error: Error): void {
     if (this.#state === "closing" || this.#state === "closed" || this.#state === "failed") return;
     this.#state = "failed";
-    this.#fatal = error;
     this.#stopTimers();
     if (this.#ws) this.#abandon(this.#ws);
     this.#ws = undefined;
-    this.#opened.reject(this.#fatal);
-    this.#closed.reject(this.#fatal);
+    this.#opened.reject(error);
+    this.#closed.reject(error);
   }
 
   #scheduleReconnect(): void {
