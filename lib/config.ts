@@ -209,8 +209,8 @@ const ConfigSchema = z.object({
     embeddedPort: env.TICKPIPE_EMBEDDED_PORT,
     poolSize: env.TICKPIPE_DB_POOL,
     log: { level: env.TICKPIPE_LOG_LEVEL, format: env.TICKPIPE_LOG_FORMAT },
-    /** Stack traces with error lines (TICKPIPE_DEBUG=1). */
-    debug: env.TICKPIPE_DEBUG,
+    // TICKPIPE_DEBUG is validated here but read by `isDebug`: an error report may come
+    // before (or from) loading the configuration.
   };
 });
 

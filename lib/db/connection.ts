@@ -107,7 +107,7 @@ export function isConnectionFailure(error: unknown): boolean {
 }
 
 /** Socket errors, and postgres.js' own codes for a connection it lost or could not open. */
-const CONNECTION_ERRORS = new Set([
+export const CONNECTION_ERRORS: ReadonlySet<string> = new Set([
   "ECONNREFUSED",
   "ECONNRESET",
   "ENOTFOUND",

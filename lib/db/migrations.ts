@@ -3,6 +3,7 @@ import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { errorText } from "../text.ts";
 import { systemClock } from "../timers.ts";
+import { CONNECTION_ERRORS } from "./connection.ts";
 import { compareVersions, type SchemaMode } from "./server_info.ts";
 import ticksPortable from "../../sql/001_ticks.portable.sql" with { type: "text" };
 import ticksTimescale from "../../sql/001_ticks.timescaledb.sql" with { type: "text" };
@@ -129,9 +130,8 @@ export function connectionLost(error: unknown): boolean {
   const e = error as { severity?: string; code?: string; errno?: string };
   if (e?.severity === "FATAL" || e?.severity === "PANIC") return true;
   const code = e?.code ?? e?.errno ?? "";
-  return code.startsWith("CONNECTION_") || code.startsWith("08") ||
-    ["ECONNRESET", "EPIPE", "ECONNREFUSED", "CONNECT_TIMEOUT", "57P01", "57P02", "57P03"]
-      .includes(code);
+  return CONNECTION_ERRORS.has(code) || code.startsWith("CONNECTION_") ||
+    code.startsWith("08") || ["57P01", "57P02", "57P03"].includes(code);
 }
 
 /** The mode a database was set up in (from `tickpipe_migrations`), undefined if never. */
