@@ -36,7 +36,6 @@ export interface BackfillResult {
   filled: number;
   /** Gaps found unfillable now, with why. */
   unfillable: { gapId: number; symbol: string; detail: string }[];
-  volumeMoved: number;
   /** True when the run stopped early (aborted); run it again to resume. */
   interrupted: boolean;
 }
@@ -62,7 +61,8 @@ const NO_DATA = /no data is available/i;
 interface GapTally {
   missing: number;
   stored: number;
-  touched: { fromMs: number; toMs: number } | undefined;
+  /** The end of where candles changed, for a refresh of the aggregates. */
+  touchedToMs: number | undefined;
 }
 
 /**
@@ -87,7 +87,6 @@ export async function runBackfill(
     bars: 0,
     filled: 0,
     unfillable: [],
-    volumeMoved: 0,
     interrupted: false,
   };
   const progress: BackfillProgress = {
@@ -120,7 +119,7 @@ export async function runBackfill(
     progress.current = chunk;
     progress.chunksDone++;
     if (skipped.has(gap.id)) continue;
-    const tally = tallies.get(gap.id) ?? { missing: 0, stored: 0, touched: undefined };
+    const tally = tallies.get(gap.id) ?? { missing: 0, stored: 0, touchedToMs: undefined };
     tallies.set(gap.id, tally);
     tally.missing += chunk.missing;
     let bars: Bar[] = [];
@@ -148,15 +147,9 @@ export async function runBackfill(
     });
     tally.stored += stored.stored;
     result.bars += stored.stored;
-    result.volumeMoved += stored.volumeMoved;
     progress.bars = result.bars;
-    if (stored.touched) {
-      tally.touched = tally.touched
-        ? {
-          fromMs: Math.min(tally.touched.fromMs, stored.touched.fromMs),
-          toMs: Math.max(tally.touched.toMs, stored.touched.toMs),
-        }
-        : stored.touched;
+    if (stored.touchedToMs !== undefined) {
+      tally.touchedToMs = Math.max(tally.touchedToMs ?? -Infinity, stored.touchedToMs);
     }
     if (chunk.last) await finishGap(chunk, tally);
     report();
@@ -241,9 +234,9 @@ export async function runBackfill(
       UPDATE tickpipe_gaps SET detail = ${detail}, updated_at = now()
       WHERE gap_id = ${String(gap.id)}`;
     if (gap.end !== null) result.filled++;
-    if (options.mode === "timescaledb" && tally.touched) {
+    if (options.mode === "timescaledb" && tally.touchedToMs !== undefined) {
       // From the start of history: only what changed (or was never materialized) is recomputed.
-      await refreshCandles(sql, { to: new Date(tally.touched.toMs) }, { logger });
+      await refreshCandles(sql, { to: new Date(tally.touchedToMs) }, { logger });
     }
   }
 }

@@ -1,6 +1,6 @@
 import type { BackfillProgress } from "./backfill.ts";
 import { type Clock, systemClock } from "../timers.ts";
-import { formatCount } from "../text.ts";
+import { duration, formatCount } from "../text.ts";
 
 /** Settings of `ProgressReporter`. */
 export interface ProgressOptions {
@@ -17,16 +17,6 @@ export interface ProgressOptions {
 
 const BAR_WIDTH = 24;
 const REDRAW_MS = 100;
-
-/** "1h 02m", "3m 20s", "45s". */
-export function duration(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s >= 3600) {
-    return `${Math.floor(s / 3600)}h ${String(Math.floor(s / 60) % 60).padStart(2, "0")}m`;
-  }
-  if (s >= 60) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
-  return `${s}s`;
-}
 
 /**
  * Shows a backfill's progress: on a terminal a bar with counts and ETA, redrawn in place

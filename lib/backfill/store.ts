@@ -14,8 +14,8 @@ export interface StoreResult {
    * never more than that tick had.
    */
   volumeMoved: number;
-  /** Where candles changed: `[fromMs, toMs)`, for a refresh of the aggregates. */
-  touched: { fromMs: number; toMs: number } | undefined;
+  /** The end of where candles changed (exclusive), for a refresh of the aggregates. */
+  touchedToMs: number | undefined;
 }
 
 /** Settings of `storeChunk`. */
@@ -74,7 +74,7 @@ export async function storeChunk(
     stored: 0,
     ignored: bars.length - good.length,
     volumeMoved: 0,
-    touched: undefined,
+    touchedToMs: undefined,
   };
   await sql.begin(async (tx) => {
     await tx`SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, hashtext(${symbol}))`;
@@ -89,11 +89,11 @@ export async function storeChunk(
     }
     result.stored = inserted.length;
     if (inserted.length > 0) {
-      result.touched = { fromMs: inserted[0]!.t, toMs: inserted.at(-1)!.t + MINUTE_MS };
+      result.touchedToMs = inserted.at(-1)!.t + MINUTE_MS;
       if (options.reconcileVolume ?? true) {
         const moved = await reconcileVolume(tx, symbol, inserted);
         result.volumeMoved = moved.volume;
-        if (moved.untilMs > result.touched.toMs) result.touched.toMs = moved.untilMs;
+        result.touchedToMs = Math.max(result.touchedToMs, moved.untilMs);
       }
     }
     await tx`

@@ -37,11 +37,10 @@ const ATTEMPTS = 20;
 export async function refreshCandles(
   sql: Sql,
   window: RefreshWindow,
-  options: { logger?: Logger; nowMs?: number; sleep?: (ms: number) => Promise<void> } = {},
+  options: { logger?: Logger } = {},
 ): Promise<string[]> {
   const logger = options.logger ?? silentLogger;
-  const sleep = options.sleep ?? systemClock.sleep;
-  const now = options.nowMs ?? Date.now();
+  const now = Date.now();
   const refreshed: string[] = [];
   for (const interval of CANDLE_INTERVALS) {
     const relation = CANDLE_RELATIONS[interval];
@@ -62,7 +61,7 @@ export async function refreshCandles(
       } catch (error) {
         if ((error as { code?: string }).code !== CONCURRENT || attempt >= ATTEMPTS) throw error;
         logger.debug(`A concurrent refresh of ${relation} is in progress; waiting`);
-        await sleep(Math.min(2_000, 100 * attempt));
+        await systemClock.sleep(Math.min(2_000, 100 * attempt));
       }
     }
     logger.info(`Refreshed ${relation}`, { ms: Math.round(performance.now() - started) });

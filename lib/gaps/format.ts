@@ -1,5 +1,5 @@
-import { duration } from "../backfill/progress.ts";
 import { csvField } from "../candles/format.ts";
+import { duration } from "../text.ts";
 import type { Gap } from "./log.ts";
 
 /** Output formats of `formatGaps`. */
