@@ -31,9 +31,6 @@ export interface GapRecorderOptions {
   /** Called with the gaps the first tick after them has just closed (for the backfiller). */
   onClosed?: (gaps: Gap[]) => void;
   logger?: Logger;
-  /** This host's name and the process id, recorded with the run (defaults: this process). */
-  host?: string;
-  pid?: number;
 }
 
 interface Op {
@@ -86,8 +83,8 @@ export class GapRecorder {
     this.#owned = new Set(options.leased ? [] : symbols);
     this.#run = {
       runId: crypto.randomUUID(),
-      host: options.host ?? hostName(),
-      pid: options.pid ?? Deno.pid,
+      host: hostName(),
+      pid: Deno.pid,
       symbols: [...this.#owned],
       heartbeatMs: options.heartbeatMs ?? 10_000,
     };
@@ -133,16 +130,6 @@ export class GapRecorder {
       });
     }, run.heartbeatMs);
     return recorder;
-  }
-
-  /** The id of this run in `tickpipe_runs`. */
-  get runId(): string {
-    return this.#run.runId;
-  }
-
-  /** Entries waiting to be written (the database is away, or slow). */
-  get pending(): number {
-    return this.#queue.length;
   }
 
   /**

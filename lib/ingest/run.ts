@@ -242,7 +242,7 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
     clearInterval(summaryTimer);
     await leases?.stopAcquiring();
     await backfiller?.stop();
-    await stream.close().catch((error) => logger.warn(`WebSocket close: ${error.message}`));
+    await stream.close(); // Never throws (see TwelveDataClient.close).
     await pipeline.close();
     // Released only once everything it accepted is written (or spooled): the next owner
     // continues seq from the last stored tick.

@@ -11,10 +11,7 @@ import {
   type Taken,
 } from "./lease_session.ts";
 import { type Loss, TickGate } from "./tick_gate.ts";
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
+import { errorText } from "../text.ts";
 
 /**
  * One writer per symbol: a lease in the database per symbol, held by at most one ingest

@@ -1,4 +1,5 @@
 import type { Logger } from "../log.ts";
+import { seconds } from "./lease_messages.ts";
 
 /** What is gated: a tick, with its symbol, event time and what tells it from its neighbours. */
 export interface Gated {
@@ -78,8 +79,8 @@ export class LeaseHold<T extends Gated> {
     this.#suspect = { since: this.#suspect?.since ?? now, round, symbols: undefined };
     this.#logger.warn(
       `This process was frozen for ${
-        (gap / 1000).toFixed(1)
-      } s, long enough to lose its leases: holding ticks until they are confirmed`,
+        seconds(gap)
+      }, long enough to lose its leases: holding ticks until they are confirmed`,
     );
   }
 
