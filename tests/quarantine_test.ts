@@ -13,6 +13,7 @@ import {
   replayQuarantine,
 } from "../lib/pipeline/quarantine_admin.ts";
 import { TickWriter } from "../lib/pipeline/writer.ts";
+import { formatCount } from "../lib/text.ts";
 import quarantineSql from "../sql/005_quarantine.sql" with { type: "text" };
 import { createTestDatabase } from "./_support/db.ts";
 import { permissionSet, runDeno, taskDataDir } from "./_support/run.ts";
@@ -79,7 +80,9 @@ Deno.test("A CHECK constraint refusing one symbol quarantines only its rows; rep
       assert.equal(again.code, 0, again.stderr);
       assert.match(
         again.stdout,
-        new RegExp(`0 rows stored, 0 already stored, ${sent["ETH/USD"]} refused again`),
+        new RegExp(
+          `0 rows stored, 0 already stored, ${formatCount(sent["ETH/USD"]!)} refused again`,
+        ),
       );
 
       await db.sql`ALTER TABLE crypto_ticks DROP CONSTRAINT no_eth`;
@@ -88,10 +91,16 @@ Deno.test("A CHECK constraint refusing one symbol quarantines only its rows; rep
         permissions,
       });
       assert.equal(list.code, 0, list.stderr);
-      assert.match(list.stdout, new RegExp(`^${sent["ETH/USD"]} quarantined rows`, "m"));
+      assert.match(
+        list.stdout,
+        new RegExp(`^${formatCount(sent["ETH/USD"]!)} quarantined rows`, "m"),
+      );
       const replay = await runDeno("tasks/quarantine.ts", ["replay"], { env, permissions });
       assert.equal(replay.code, 0, replay.stderr);
-      assert.match(replay.stdout, new RegExp(`Replayed: ${sent["ETH/USD"]} rows stored`));
+      assert.match(
+        replay.stdout,
+        new RegExp(`Replayed: ${formatCount(sent["ETH/USD"]!)} rows stored`),
+      );
       const twice = await runDeno("tasks/quarantine.ts", ["replay"], { env, permissions });
       assert.match(twice.stdout, /Replayed: 0 rows stored, 0 already stored, 0 refused again/);
       assert.deepEqual(await rowsBySymbol(db.sql), sent);
