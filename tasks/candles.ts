@@ -19,7 +19,6 @@ import {
   isKnownSymbol,
   isUtc,
   isValidTimeZone,
-  readCandleMode,
 } from "../lib/candles/mod.ts";
 
 const USAGE = `Usage: tickpipe candles SYMBOL [DAYS] [--interval 1m|1h|1d] [--from TIME] [--to TIME]
@@ -92,10 +91,9 @@ export function run(args: string[]): Promise<number> {
     const logger = loggerFor(config);
     const db = await openDatabase(config, { logger, max: 1 });
     try {
-      const mode = await readCandleMode(db.sql);
-      const candles = await fetchCandles(db.sql, options, { mode });
+      const candles = await fetchCandles(db.sql, options);
       if (candles.length === 0) {
-        if (!await isKnownSymbol(db.sql, options.symbol, mode)) {
+        if (!await isKnownSymbol(db.sql, options.symbol)) {
           throw new UserError(
             `Unknown symbol "${options.symbol}": it has no ticks and is not in crypto_assets`,
           );

@@ -8,20 +8,22 @@ import {
   runMain,
 } from "../lib/cli.ts";
 import { openDatabase } from "../lib/db/connection.ts";
-import { readCandleMode, refreshCandles, windowOption } from "../lib/candles/mod.ts";
+import { buildCandles, readCandleMode, refreshCandles, windowOption } from "../lib/candles/mod.ts";
+import { formatCount } from "../lib/text.ts";
 
 const USAGE = `Usage: tickpipe refresh [--from TIME] [--to TIME]
 
-Refreshes the candle aggregates (TimescaleDB mode) over a window, 1m then 1h then 1d, e.g.
-after a backfill of old ticks; the refresh policies keep recent windows current on their own.
-TIME is an ISO date or date-time (UTC unless it has an offset); without --from the window
-starts at the oldest data, without --to it runs to the newest. In portable mode the candles
-are views, always current, and there is nothing to refresh.`;
+Recomputes the candles over a window from the ticks. TimescaleDB mode refreshes the
+aggregates, 1m then 1h then 1d (the refresh policies keep recent windows current on their
+own). Portable mode's candles are kept by triggers as ticks are written; this rebuilds whole
+UTC days of them, for ticks changed with the triggers disabled, and never below the
+retention horizon. TIME is an ISO date or date-time (UTC unless it has an offset); without
+--from the window starts at the oldest data, without --to it runs to the newest.`;
 
 const WindowSchema = z.object({ from: z.string().optional(), to: z.string().optional() })
   .transform((o, ctx) => windowOption(ctx, o));
 
-/** `tickpipe refresh`: refreshes the continuous aggregates over a window, finest first. */
+/** `tickpipe refresh`: recomputes the candles of a window from the ticks. */
 export function run(args: string[]): Promise<number> {
   return runMain(async () => {
     const { values } = parseFlags(
@@ -40,8 +42,11 @@ export function run(args: string[]): Promise<number> {
     try {
       const mode = await readCandleMode(db.sql);
       if (mode === "portable") {
+        const built = await buildCandles(db.sql, window, { logger });
         console.log(
-          "Nothing to refresh: in portable mode the candles are views over the ticks, always current",
+          `Rebuilt the candles of ${formatCount(built.days)} symbol-days of ${
+            formatCount(built.symbols)
+          } symbols from the ticks`,
         );
         return 0;
       }

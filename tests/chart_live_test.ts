@@ -51,7 +51,7 @@ async function dbCandle(
     interval,
     from: new Date(bucket),
     to: new Date(bucket + width),
-  }, { mode: db.mode });
+  });
   return candle;
 }
 
@@ -86,7 +86,7 @@ Deno.test("foldCandles re-aggregates minute candles into the database's hour and
         interval: "1m",
         from: new Date(day),
         to: new Date(day + DAY),
-      }, { mode: db.mode });
+      });
       const hour = minutes.filter((m) => m.bucket.getTime() < day + 6 * HOUR);
       assertSameCandle(
         foldCandles(hour, new Date(day + 5 * HOUR)),
@@ -108,7 +108,7 @@ Deno.test("foldCandles re-aggregates minute candles into the database's hour and
 Deno.test("listSymbols lists every symbol with ticks, its name and the span of its candles", async () => {
   const db = await createTestDatabase();
   try {
-    assert.deepEqual(await listSymbols(db.sql, db.mode), []);
+    assert.deepEqual(await listSymbols(db.sql), []);
     const day = Math.floor(Date.now() / DAY) * DAY - 3 * DAY;
     await insertTicks(db.sql, [
       tick("ETH/USD", day + HOUR + 5_000, 3000, "1"),
@@ -117,7 +117,7 @@ Deno.test("listSymbols lists every symbol with ticks, its name and the span of i
     ]);
     await db
       .sql`INSERT INTO crypto_assets VALUES ('ETH/USD', 'Ethereum/US Dollar'), ('XRP/USD', 'XRP')`;
-    assert.deepEqual(await listSymbols(db.sql, db.mode), [
+    assert.deepEqual(await listSymbols(db.sql), [
       { symbol: "AAPL", name: null, first: new Date(day + DAY), last: new Date(day + DAY) },
       {
         symbol: "ETH/USD",
@@ -134,7 +134,7 @@ Deno.test("listSymbols lists every symbol with ticks, its name and the span of i
 /** A feed on `db` whose clock the test sets and whose timer never fires on its own. */
 function manualFeed(db: TestDatabase, clock: { now: number }, sql = db.sql) {
   return new LiveFeed({
-    read: (query) => fetchCandles(sql, query, { mode: db.mode }),
+    read: (query) => fetchCandles(sql, query),
     describeError: (error) => describeDatabaseError(error, db.config),
     now: () => clock.now,
     setTimeout: () => 0 as unknown as TimerId,

@@ -68,7 +68,7 @@ async function databaseBars(db: TestDatabase, state: ChartState): Promise<Bar[]>
     interval: state.interval,
     from: new Date(state.from * 1000),
     to: new Date(state.to * 1000),
-  }, { mode: db.mode });
+  });
   return candles.map((c) => ({
     time: c.bucket.getTime() / 1000,
     open: c.open,

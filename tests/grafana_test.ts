@@ -132,7 +132,12 @@ for (const { file, variable, portable } of dashboards) {
           const sql = interpolate(candlestick.targets[0]!.rawSql, { ...vars, relation: "minute" });
           return (await tx.unsafe(`EXPLAIN ${sql}`)).map((r) => r["QUERY PLAN"]).join("\n");
         });
-        assert.match(plan, /Index Cond: \(\(symbol = 'BTC\/USD'::text\) AND \("time" >= /, plan);
+        assert.match(
+          plan,
+          /Index Cond: \(\(unit = 'minute'::text\) AND \(symbol = 'BTC\/USD'::text\) AND \(bucket >= /,
+          plan,
+        );
+        assert.doesNotMatch(plan, /crypto_ticks/, plan);
       }
     });
   });

@@ -4,3 +4,4 @@ export * from "./fold.ts";
 export * from "./refresh.ts";
 export * from "./symbols.ts";
 export * from "./time.ts";
+export * from "./build.ts";

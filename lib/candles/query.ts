@@ -1,6 +1,6 @@
 import type { Sql } from "postgres";
-import { UserError } from "../errors.ts";
 import type { SchemaMode } from "../db/server_info.ts";
+import { UserError } from "../errors.ts";
 
 /** Candle widths, each backed by one relation (view or continuous aggregate). */
 export const CANDLE_INTERVALS = ["1m", "1h", "1d"] as const;
@@ -85,61 +85,39 @@ export function isUtc(timeZone: string | undefined): boolean {
   return timeZone === undefined || /^(utc|etc\/utc|gmt|etc\/gmt|z|zulu|universal)$/i.test(timeZone);
 }
 
-/** The date_trunc unit of each interval, as `tickpipe_candles(unit, ...)` takes it. */
-const CANDLE_UNITS: Record<CandleInterval, string> = { "1m": "minute", "1h": "hour", "1d": "day" };
-
-/** How to read candles. */
-export interface FetchOptions {
-  /** The schema mode; read from `tickpipe_migrations` when omitted (one more query). */
-  mode?: SchemaMode | undefined;
-}
-
 /**
- * Reads candles, ordered by bucket. TimescaleDB mode reads the real-time continuous
- * aggregates (never the raw ticks). Portable mode calls `tickpipe_candles(unit, from, to)`
- * (migration 003), which PostgreSQL inlines into a `"time"` range scan of the symbol's
- * ticks on the (symbol, time) index: the view's rows for that bucket range, without the
- * bucket expression indexes a filter on the view itself would need to be fast.
+ * Reads candles, ordered by bucket, from the interval's relation: in both modes a bucket
+ * range of one symbol, never the raw ticks. TimescaleDB mode reads the real-time continuous
+ * aggregates; portable mode the views over its candle table (migration 010), which the
+ * ticks' triggers keep current: one primary key range scan.
  */
-export async function fetchCandles(
-  sql: Sql,
-  query: CandleQuery,
-  options: FetchOptions = {},
-): Promise<Candle[]> {
+export async function fetchCandles(sql: Sql, query: CandleQuery): Promise<Candle[]> {
   if (query.from.getTime() >= query.to.getTime()) {
     throw new RangeError("Cannot read candles: the start of the range must be before its end");
   }
   if (!isUtc(query.timeZone) && query.interval !== "1d") {
     throw new RangeError("Cannot read candles: a time zone applies to daily candles only");
   }
-  const mode = options.mode ?? await readCandleMode(sql);
   try {
-    return (await candleStatement(sql, query, mode)).map(toCandle);
+    return (await candleStatement(sql, query)).map(toCandle);
   } catch (error) {
     throw explainCandleError(error);
   }
 }
 
 /**
- * The statement `fetchCandles` runs for `query` in `mode`, not yet sent (await it, or
- * nest it in another query, e.g. `EXPLAIN`).
+ * The statement `fetchCandles` runs for `query`, not yet sent (await it, or nest it in
+ * another query, e.g. `EXPLAIN`).
  */
-export function candleStatement(sql: Sql, query: CandleQuery, mode: SchemaMode) {
+export function candleStatement(sql: Sql, query: CandleQuery) {
   if (query.timeZone !== undefined && !isUtc(query.timeZone)) {
-    return zonedDailyCandles(sql, query, query.timeZone, mode);
+    return zonedDailyCandles(sql, query, query.timeZone);
   }
-  const source = mode === "portable"
-    ? sql`
-      tickpipe_candles(${CANDLE_UNITS[query.interval]}::text,
-        ${query.from}::timestamptz, ${query.to}::timestamptz)
-      WHERE symbol = ${query.symbol}`
-    : sql`
-      ${sql(CANDLE_RELATIONS[query.interval])}
-      WHERE symbol = ${query.symbol}
-        AND bucket >= ${query.from}::timestamptz AND bucket < ${query.to}::timestamptz`;
   return sql<CandleRow[]>`
     SELECT bucket, symbol, open, high, low, close, volume, vwap, ticks, day_volume, pv, filled
-    FROM ${source}
+    FROM ${sql(CANDLE_RELATIONS[query.interval])}
+    WHERE symbol = ${query.symbol}
+      AND bucket >= ${query.from}::timestamptz AND bucket < ${query.to}::timestamptz
     ORDER BY bucket`;
 }
 
@@ -149,17 +127,7 @@ export function candleStatement(sql: Sql, query: CandleQuery, mode: SchemaMode) 
  * The hourly rows are read with a two-day margin (DST days have 23 or 25 hours), and the
  * days then filtered to the range.
  */
-function zonedDailyCandles(sql: Sql, query: CandleQuery, timeZone: string, mode: SchemaMode) {
-  const hours = mode === "portable"
-    ? sql`
-      tickpipe_candles('hour', ${query.from}::timestamptz - INTERVAL '2 days',
-        ${query.to}::timestamptz + INTERVAL '2 days')
-      WHERE symbol = ${query.symbol}`
-    : sql`
-      one_hour_candle
-      WHERE symbol = ${query.symbol}
-        AND bucket >= ${query.from}::timestamptz - INTERVAL '2 days'
-        AND bucket < ${query.to}::timestamptz + INTERVAL '2 days'`;
+function zonedDailyCandles(sql: Sql, query: CandleQuery, timeZone: string) {
   return sql<CandleRow[]>`
     SELECT * FROM (
       SELECT
@@ -176,26 +144,22 @@ function zonedDailyCandles(sql: Sql, query: CandleQuery, timeZone: string, mode:
           [count(day_volume)] AS day_volume,
         sum(filled)::integer AS filled,
         sum(pv) AS pv
-      FROM ${hours}
+      FROM one_hour_candle
+      WHERE symbol = ${query.symbol}
+        AND bucket >= ${query.from}::timestamptz - INTERVAL '2 days'
+        AND bucket < ${query.to}::timestamptz + INTERVAL '2 days'
       GROUP BY 1, symbol
     ) AS day
     WHERE bucket >= ${query.from}::timestamptz AND bucket < ${query.to}::timestamptz
     ORDER BY bucket`;
 }
 
-/**
- * True when `symbol` is listed in crypto_assets or has candles. In TimescaleDB mode this
- * reads the daily aggregate (materialized rows plus the real-time tail), not the ticks.
- */
-export async function isKnownSymbol(sql: Sql, symbol: string, mode: SchemaMode): Promise<boolean> {
+/** True when `symbol` is listed in crypto_assets or has daily candles (never reads ticks). */
+export async function isKnownSymbol(sql: Sql, symbol: string): Promise<boolean> {
   try {
-    const [row] = mode === "timescaledb"
-      ? await sql<{ known: boolean }[]>`
-        SELECT EXISTS (SELECT 1 FROM crypto_assets WHERE symbol = ${symbol})
-          OR EXISTS (SELECT 1 FROM one_day_candle WHERE symbol = ${symbol}) AS known`
-      : await sql<{ known: boolean }[]>`
-        SELECT EXISTS (SELECT 1 FROM crypto_assets WHERE symbol = ${symbol})
-          OR EXISTS (SELECT 1 FROM crypto_ticks WHERE symbol = ${symbol}) AS known`;
+    const [row] = await sql<{ known: boolean }[]>`
+      SELECT EXISTS (SELECT 1 FROM crypto_assets WHERE symbol = ${symbol})
+        OR EXISTS (SELECT 1 FROM one_day_candle WHERE symbol = ${symbol}) AS known`;
     return row?.known ?? false;
   } catch (error) {
     throw explainCandleError(error);

@@ -5,11 +5,9 @@ import {
   fetchCandles,
   isKnownSymbol,
   listSymbols,
-  readCandleMode,
 } from "../candles/mod.ts";
 import type { DatabaseConfig } from "../config.ts";
 import { describeDatabaseError, isConnectionFailure } from "../db/connection.ts";
-import type { SchemaMode } from "../db/server_info.ts";
 import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { redact } from "../redact.ts";
@@ -90,9 +88,6 @@ export function serveChart(options: ChartServerOptions): ChartServer {
   const logger = options.logger ?? silentLogger;
   const now = options.now ?? Date.now;
   const keepAliveMs = options.keepAliveMs ?? 15_000;
-  let mode: SchemaMode | undefined;
-  // Read once it can be: before setup (or while the database is down) every request asks.
-  const schemaMode = async () => mode ??= await readCandleMode(sql);
 
   /** The one line a failed read shows, and the status it is answered with. */
   function explain(error: unknown, action: string): { status: number; message: string } {
@@ -106,7 +101,7 @@ export function serveChart(options: ChartServerOptions): ChartServer {
   }
 
   const feed = new LiveFeed({
-    read: async (query: CandleQuery) => fetchCandles(sql, query, { mode: await schemaMode() }),
+    read: (query: CandleQuery) => fetchCandles(sql, query),
     describeError: (error) => explain(error, "Cannot read live candles").message,
     pollMs: options.pollMs,
     now,
@@ -116,7 +111,7 @@ export function serveChart(options: ChartServerOptions): ChartServer {
 
   async function symbols(): Promise<Response> {
     try {
-      return json(200, { symbols: await listSymbols(sql, await schemaMode()) });
+      return json(200, { symbols: await listSymbols(sql) });
     } catch (error) {
       const { status, message } = explain(error, "Cannot list symbols");
       return failure(status, message);
@@ -128,9 +123,8 @@ export function serveChart(options: ChartServerOptions): ChartServer {
     if (!parsed.ok) return failure(400, `Cannot read candles: ${parsed.error}`);
     const query = parsed.value;
     try {
-      const mode = await schemaMode();
-      const rows = await fetchCandles(sql, query, { mode });
-      if (rows.length === 0 && !await isKnownSymbol(sql, query.symbol, mode)) {
+      const rows = await fetchCandles(sql, query);
+      if (rows.length === 0 && !await isKnownSymbol(sql, query.symbol)) {
         return failure(
           404,
           `Cannot read candles: unknown symbol "${query.symbol}" (no ticks, not in crypto_assets)`,

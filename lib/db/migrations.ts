@@ -27,6 +27,14 @@ import provenancePortable from "../../sql/008_candle_provenance.portable.sql" wi
 import provenanceTimescale from "../../sql/008_candle_provenance.timescaledb.sql" with {
   type: "text",
 };
+import retention from "../../sql/009_retention.sql" with { type: "text" };
+import candleTablesPortable from "../../sql/010_candle_tables.portable.sql" with {
+  type: "text",
+};
+import candleTablesTimescale from "../../sql/010_candle_tables.timescaledb.sql" with {
+  type: "text",
+};
+import { buildCandles } from "../candles/build.ts";
 
 /** One numbered schema change, with its SQL for each mode. */
 export interface Migration {
@@ -38,6 +46,8 @@ export interface Migration {
   timescaledb: string;
   /** TimescaleDB before 2.20, when it differs. */
   timescaledbLegacy?: string;
+  /** Portable mode: runs after the SQL, in its transaction (e.g. to fill a new table). */
+  portableData?: (sql: Sql, logger: Logger) => Promise<unknown>;
 }
 
 /** First TimescaleDB version with `CREATE TABLE ... WITH (tsdb.hypertable)`. */
@@ -74,6 +84,15 @@ export const MIGRATIONS: Migration[] = [
     // The rebuilt aggregates get the columnstore (or compression) settings of 003 again.
     timescaledb: `${provenanceTimescale}\n${candlesColumnstore}`,
     timescaledbLegacy: `${provenanceTimescale}\n${candlesCompression}`,
+  },
+  { version: 9, name: "retention", portable: retention, timescaledb: retention },
+  {
+    version: 10,
+    name: "candle_tables",
+    portable: candleTablesPortable,
+    timescaledb: candleTablesTimescale,
+    // The ticks already stored become candles, day by day, before the migration commits.
+    portableData: (sql, logger) => buildCandles(sql, {}, { logger }),
   },
 ];
 
@@ -220,6 +239,9 @@ export async function migrate(
         await guard(() => reserved.unsafe("BEGIN"));
         try {
           await guard(() => reserved.unsafe(text));
+          if (mode === "portable" && migration.portableData) {
+            await guard(() => migration.portableData!(reserved, logger));
+          }
           await guard(() =>
             reserved`
               INSERT INTO tickpipe_migrations (version, name, mode, checksum)

@@ -10,6 +10,9 @@ export const READER_RELATIONS = [
   ...Object.values(CANDLE_RELATIONS),
 ];
 
+/** Portable mode's materialized candles, which its candle views read. */
+const CANDLE_TABLE = "tickpipe_candle";
+
 /** A role name `setup --reader` accepts: a plain lower-case identifier, not `pg_*`. */
 export const READER_NAME_RE = /^(?!pg_)[a-z_][a-z0-9_]{0,62}$/;
 
@@ -25,8 +28,8 @@ export interface ReaderResult {
 
 /**
  * Creates (or updates) `name` as a login role that can read the candles and nothing
- * else of tickpipe's: SELECT on `READER_RELATIONS`, EXECUTE on `tickpipe_candles` in
- * portable mode, no privilege at all on the `tickpipe_*` tables (exactly-once batch
+ * else of tickpipe's: SELECT on `READER_RELATIONS`, EXECUTE on `tickpipe_candles` and SELECT
+ * on the candle table in portable mode, no privilege at all on the `tickpipe_*` tables (exactly-once batch
  * records, migrations) and no write anywhere in tickpipe's tables. It gets no password:
  * the caller tells the user how to set one without it passing through tickpipe.
  * Idempotent; one transaction.
@@ -68,8 +71,12 @@ export async function grantReader(
         AND c.relname LIKE 'tickpipe\\_%'`;
     const revoked = [...internal.map((r) => r.name), ...READER_RELATIONS];
     await tx`REVOKE ALL ON TABLE ${tx(revoked)} FROM ${role}`;
-    await tx`GRANT SELECT ON TABLE ${tx(READER_RELATIONS)} TO ${role}`;
-    const granted = [...READER_RELATIONS];
+    // Portable mode's views and tickpipe_candles() read the candle table (migration 010).
+    const readable = options.mode === "portable" && internal.some((r) => r.name === CANDLE_TABLE)
+      ? [...READER_RELATIONS, CANDLE_TABLE]
+      : READER_RELATIONS;
+    await tx`GRANT SELECT ON TABLE ${tx(readable)} TO ${role}`;
+    const granted = [...readable];
     if (options.mode === "portable") {
       await tx`
         GRANT EXECUTE ON FUNCTION tickpipe_candles(text, timestamptz, timestamptz) TO ${role}`;
@@ -80,7 +87,7 @@ export async function grantReader(
       SELECT r.relation, p.privilege
       FROM unnest(${revoked}::text[]) AS r(relation)
       CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) AS p(privilege)
-      WHERE NOT (r.relation = ANY(${READER_RELATIONS}::text[]) AND p.privilege = 'SELECT')
+      WHERE NOT (r.relation = ANY(${readable}::text[]) AND p.privilege = 'SELECT')
         AND has_table_privilege(${name}, r.relation, p.privilege)`;
     for (const leak of leaks) {
       warnings.push(
