@@ -41,9 +41,13 @@ export const COMMANDS: Record<string, { load: () => Promise<Task>; summary: stri
     load: () => import("./tasks/chart.ts"),
     summary: "serve a live candlestick chart on http://127.0.0.1:8080/",
   },
+  prune: {
+    load: () => import("./tasks/prune.ts"),
+    summary: "delete the ticks older than the retention now, keeping their candles",
+  },
   refresh: {
     load: () => import("./tasks/refresh.ts"),
-    summary: "refresh the candle aggregates over a window",
+    summary: "recompute the candles of a window from the ticks",
   },
   quarantine: {
     load: () => import("./tasks/quarantine.ts"),

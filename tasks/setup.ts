@@ -3,11 +3,17 @@ import { UsageError } from "../lib/errors.ts";
 import { openDatabase } from "../lib/db/connection.ts";
 import { migrate, recordedMode } from "../lib/db/migrations.ts";
 import { grantReader, READER_NAME_RE } from "../lib/db/reader.ts";
-import { readCandleMode, refreshCandles } from "../lib/candles/mod.ts";
+import {
+  MIN_RETAIN_DAYS,
+  parseRetain,
+  readCandleMode,
+  refreshCandles,
+  setRetention,
+} from "../lib/candles/mod.ts";
 import { chooseMode, describeServer, type RequestedMode } from "../lib/db/server_info.ts";
 
 const USAGE = `Usage: tickpipe setup [--mode auto|timescaledb|portable] [--reader NAME]
-                     [--log-level L] [--log-format text|json]
+                     [--retain-ticks 30d|12w|off] [--log-level L] [--log-format text|json]
 
 Creates or updates the schema (tables, candles, policies). Safe to run again.
 --mode auto (the default) keeps the mode the database was set up in, else uses TimescaleDB
@@ -15,7 +21,10 @@ when the server has it (2.9 or later, preloaded), else plain PostgreSQL (portabl
 
   --reader NAME   also create (or update) NAME, a login role that can only read the
                   candles, ticks and assets (for Grafana); it prints how to set its
-                  password with psql, which never passes through tickpipe`;
+                  password with psql, which never passes through tickpipe
+  --retain-ticks  delete raw ticks older than this (at least ${MIN_RETAIN_DAYS} days), keeping every
+                  candle; off (the default) keeps them all. TimescaleDB: a retention
+                  policy; portable: ingest deletes them (deno task prune: now)`;
 
 /** `tickpipe setup`: applies the schema migrations in the mode the server supports. */
 export function run(args: string[]): Promise<number> {
@@ -23,6 +32,7 @@ export function run(args: string[]): Promise<number> {
     const { values } = parseFlags(args, {
       mode: { type: "string", default: "auto" },
       reader: { type: "string" },
+      "retain-ticks": { type: "string" },
     }, USAGE);
     if (!["auto", "timescaledb", "portable"].includes(values.mode)) {
       throw new UsageError(`--mode must be auto, timescaledb or portable\n${USAGE}`);
@@ -32,6 +42,14 @@ export function run(args: string[]): Promise<number> {
         `--reader must be a role name of lower-case letters, digits and _ (not pg_...), ` +
           `e.g. grafana_reader\n${USAGE}`,
       );
+    }
+    let retainDays: number | null | undefined;
+    try {
+      retainDays = values["retain-ticks"] === undefined
+        ? undefined
+        : parseRetain(values["retain-ticks"]);
+    } catch (error) {
+      throw new UsageError(`${(error as Error).message}\n${USAGE}`);
     }
     const config = configFromFlags(values);
     const logger = loggerFor(config);
@@ -74,6 +92,14 @@ export function run(args: string[]): Promise<number> {
           `Rebuilt the candle aggregates over the whole history (${
             Math.round(performance.now() - started)
           } ms)`,
+        );
+      }
+      if (retainDays !== undefined) {
+        await setRetention(db.sql, await readCandleMode(db.sql), retainDays);
+        console.log(
+          retainDays === null
+            ? "Keeping every tick (no retention)"
+            : `Keeping ${retainDays} days of ticks; older ones are deleted, their candles kept`,
         );
       }
       if (values.reader !== undefined) {

@@ -5,3 +5,4 @@ export * from "./refresh.ts";
 export * from "./symbols.ts";
 export * from "./time.ts";
 export * from "./build.ts";
+export * from "./retention.ts";

@@ -1,6 +1,7 @@
 import type { Sql } from "postgres";
 import { BackgroundBackfiller } from "../backfill/background.ts";
 import { readCandleMode } from "../candles/query.ts";
+import { RetentionLoop } from "./retention_loop.ts";
 import { UserError } from "../errors.ts";
 import { GapRecorder } from "../gaps/recorder.ts";
 import { IngestLeases, type LeaseOptions } from "../lease/mod.ts";
@@ -97,6 +98,7 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
   });
   let client: TwelveDataClient | undefined;
   let backfiller: BackgroundBackfiller | undefined;
+  let retention: RetentionLoop | undefined;
   let leases: IngestLeases<PriceEvent> | undefined;
   let recorder: GapRecorder;
   try {
@@ -131,6 +133,9 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
       onConnection: (event) => gaps.connection(event),
       ...options.client,
     });
+    if (await readCandleMode(sql) === "portable") {
+      retention = new RetentionLoop(sql, { logger });
+    }
     if (options.backfill) {
       backfiller = new BackgroundBackfiller(sql, {
         twelveData: options.twelveData,
@@ -143,6 +148,7 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
     }
   } catch (error) {
     // Bad client options: release what the pipeline and the gap log opened before failing.
+    await retention?.stop();
     await gaps.stop();
     await pipeline.close();
     throw error;
@@ -242,6 +248,7 @@ export async function runIngest(sql: Sql, options: IngestOptions): Promise<Inges
     clearInterval(summaryTimer);
     await leases?.stopAcquiring();
     await backfiller?.stop();
+    await retention?.stop();
     await stream.close(); // Never throws (see TwelveDataClient.close).
     await pipeline.close();
     // Released only once everything it accepted is written (or spooled): the next owner
